@@ -1,0 +1,129 @@
+// Command edgehub runs an edgehub node: a WebSocket edge server for chat
+// rooms and streamed AI answers. With no flags it is the embedded single
+// node: no auth, rooms and AI queue in memory, the demo page at /.
+//
+// Every flag has an environment twin: -max-conns is EDGEHUB_MAX_CONNS.
+// A flag on the command line wins over its environment variable.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgehub/edgehub/node"
+)
+
+func main() {
+	cfg, logLevel, err := parseConfig(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edgehub:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	n, err := node.New(cfg, log)
+	if err == nil {
+		err = n.Listen()
+	}
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		os.Exit(1)
+	}
+	if err := n.Run(signalContext(log)); err != nil {
+		log.Error("stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// signalContext is done at SIGTERM or SIGINT, which start a drain; a
+// second SIGINT exits at once.
+func signalContext(log *slog.Logger) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sig
+		log.Info("signal: draining", "signal", s.String())
+		cancel()
+		for s := range sig {
+			if s == syscall.SIGINT {
+				log.Warn("second SIGINT: exiting now")
+				os.Exit(130)
+			}
+		}
+	}()
+	return ctx
+}
+
+func parseConfig(args []string) (node.Config, slog.Level, error) {
+	var (
+		cfg     node.Config
+		origins string
+		level   = slog.LevelInfo
+	)
+	fs := flag.NewFlagSet("edgehub", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", node.DefaultListen, "address to serve WebSocket and HTTP on")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's id in the fleet (default: host name and a random suffix)")
+	fs.StringVar(&cfg.Secret, "secret", "", "HS256 key of client JWTs; without it the node runs without auth")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "no auth, even with -secret: every client may do anything (the demo default)")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "bearer key of the HTTP API (/api/publish, /api/fleet, /api/queues)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin patterns browsers may connect from (e.g. https://*.example.com); empty allows any")
+	fs.IntVar(&cfg.MaxConns, "max-conns", node.DefaultMaxConns, "WebSocket connections beyond which upgrades are answered 503")
+	fs.IntVar(&cfg.MaxMessage, "max-message", 65536, "largest client message in bytes (close 1009 beyond)")
+	fs.IntVar(&cfg.MaxQueue, "max-queue", 1<<20, "outbound bytes queued per connection before it is closed with 1013")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 25*time.Second, "ping interval; a client silent for two is closed")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", node.DefaultDrainTimeout, "longest a drain (SIGTERM) takes before exit")
+	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "messages each room keeps at least, for recovery")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", node.DefaultRateLimit, "client messages per second per connection")
+	fs.IntVar(&cfg.RateBurst, "rate-burst", node.DefaultRateLimit, "client messages a connection may send in a burst")
+	fs.IntVar(&cfg.MaxRooms, "max-rooms", node.DefaultMaxRooms, "rooms one connection may be in")
+	fs.IntVar(&cfg.AIWorkers, "ai-workers", node.DefaultAIWorkers, "in-process AI workers")
+	fs.DurationVar(&cfg.AITimeout, "ai-timeout", node.DefaultAITimeout, "longest an AI answer may take")
+	fs.DurationVar(&cfg.EchoDelay, "echo-delay", node.DefaultEchoDelay, "pause between the echo backend's words")
+	fs.TextVar(&level, "log-level", level, "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return cfg, level, err
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return cfg, level, err
+	}
+	if origins != "" {
+		for _, o := range strings.Split(origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
+			}
+		}
+	}
+	return cfg, level, nil
+}
+
+// applyEnv sets each flag not given on the command line from its
+// environment twin, EDGEHUB_ followed by the flag's name in capitals with
+// '-' as '_'.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := envName(f.Name)
+		if v, ok := lookup(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func envName(flagName string) string {
+	return "EDGEHUB_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"time"
+
+	"github.com/edgehub/edgehub/fanout"
+	"github.com/edgehub/edgehub/frame"
+	"github.com/edgehub/edgehub/netloop"
+)
+
+// Config is a node's configuration; the zero value means the defaults of
+// the embedded single node (no auth, in-memory rooms and AI queue).
+type Config struct {
+	Listen         string        // address to listen on; ":8080"
+	NodeID         string        // this node's id in the fleet; hostname plus a random suffix
+	Secret         string        // HS256 key of client JWTs; without one the node runs without auth
+	Insecure       bool          // no auth even with a Secret: every connection is an anonymous user allowed everything
+	APIKey         string        // bearer key of the HTTP API
+	AllowedOrigins []string      // allowed Origin headers of upgrades; empty allows any
+	MaxConns       int           // WebSocket connections beyond which upgrades get 503; 100000
+	MaxMessage     int           // largest client message; 65536
+	MaxQueue       int           // outbound bytes queued per connection before close 1013; 1 MiB
+	Heartbeat      time.Duration // ping interval; 25s
+	DrainTimeout   time.Duration // longest a drain takes; 10s
+	HistorySize    int           // messages a room keeps at least for recovery; 1000
+	RateLimit      float64       // client messages per second per connection; 1000
+	RateBurst      int           // client messages a connection may send at once; 1000
+	MaxRooms       int           // rooms one connection may be in; 1000
+	AIWorkers      int           // in-process AI workers; 4
+	AITimeout      time.Duration // longest an AI job may run; 2m
+	EchoDelay      time.Duration // pause between the echo backend's words; 50ms
+}
+
+// Defaults.
+const (
+	DefaultListen       = ":8080"
+	DefaultMaxConns     = 100000
+	DefaultDrainTimeout = 10 * time.Second
+	DefaultRateLimit    = 1000
+	DefaultMaxRooms     = 1000
+	DefaultAIWorkers    = 4
+	DefaultAITimeout    = 2 * time.Minute
+	DefaultEchoDelay    = 50 * time.Millisecond
+)
+
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID()
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = frame.DefaultMaxMessage
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = netloop.DefaultMaxQueue
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = netloop.DefaultHeartbeat
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.HistorySize <= 0 {
+		c.HistorySize = fanout.DefaultHistorySize
+	}
+	if c.RateLimit <= 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = int(max(c.RateLimit, 1))
+	}
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = DefaultMaxRooms
+	}
+	if c.AIWorkers <= 0 {
+		c.AIWorkers = DefaultAIWorkers
+	}
+	if c.AITimeout <= 0 {
+		c.AITimeout = DefaultAITimeout
+	}
+	if c.EchoDelay < 0 {
+		c.EchoDelay = 0
+	} else if c.EchoDelay == 0 {
+		c.EchoDelay = DefaultEchoDelay
+	}
+	return c
+}
+
+// authEnabled: tokens are checked when there is a secret to check them
+// with and -insecure was not asked for.
+func (c Config) authEnabled() bool { return c.Secret != "" && !c.Insecure }
+
+// defaultNodeID is the host name with a random suffix, so that several
+// nodes on one host differ.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "edgehub"
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,225 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/edgehub/edgehub/fanout"
+	"github.com/edgehub/edgehub/netloop"
+	"github.com/edgehub/edgehub/queue"
+)
+
+// Node is one edgehub node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	srv     *netloop.Server
+	hub     *fanout.Hub
+	bus     fanout.Bus
+	ai      queue.Queue
+	relay   *aiRelay
+	verify  *verifier // nil without auth
+	metrics *nodeMetrics
+	mux     *http.ServeMux
+	ln      net.Listener
+
+	started  time.Time
+	draining atomic.Bool
+}
+
+// New builds a node from cfg; Listen and Run start it.
+func New(cfg Config, log *slog.Logger) (*Node, error) {
+	cfg = cfg.withDefaults()
+	n := &Node{cfg: cfg, log: log, hub: fanout.NewHub(), started: time.Now()}
+	if cfg.authEnabled() {
+		n.verify = newVerifier(cfg.Secret)
+	}
+	n.metrics = newNodeMetrics(n)
+	n.bus = fanout.NewMemory(fanout.MemoryConfig{HistorySize: cfg.HistorySize}, n.deliver)
+	n.relay = newRelay(n)
+	var err error
+	n.ai, err = queue.NewMemory(queue.MemoryConfig{
+		Workers: cfg.AIWorkers,
+		Timeout: cfg.AITimeout,
+		Backend: queue.Echo{Delay: cfg.EchoDelay},
+	}, n.relay)
+	if err != nil {
+		return nil, err
+	}
+	n.srv, err = netloop.New(netloop.Config{
+		MaxMessage:     cfg.MaxMessage,
+		MaxQueue:       cfg.MaxQueue,
+		Heartbeat:      cfg.Heartbeat,
+		MaxRequestBody: cfg.MaxMessage,
+		Metrics:        n.metrics.set,
+	}, n)
+	if err != nil {
+		return nil, err
+	}
+	n.mux = n.routes()
+	return n, nil
+}
+
+// Listen binds the node's address; Run calls it when it was not called.
+func (n *Node) Listen() error {
+	ln, err := netloop.Listen(n.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	n.ln = ln
+	return nil
+}
+
+// Addr is the address the node listens on, after Listen.
+func (n *Node) Addr() net.Addr { return n.ln.Addr() }
+
+// Run serves until ctx is done, then drains: every client gets "drain" and
+// close 1001, and Run returns once they are gone or after DrainTimeout.
+func (n *Node) Run(ctx context.Context) error {
+	if n.ln == nil {
+		if err := n.Listen(); err != nil {
+			return err
+		}
+	}
+	n.log.Info("edgehub node serving", "addr", n.ln.Addr().String(), "node", n.cfg.NodeID,
+		"auth", n.verify != nil, "bus", "memory", "ai", "in-process echo")
+	if n.verify == nil {
+		n.log.Warn("auth is off: every connection may join, publish and ask anything (set -secret to check tokens)")
+	}
+	served := make(chan error, 1)
+	go func() { served <- n.srv.Serve(n.ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("event loop stopped: %w", err)
+	case <-ctx.Done():
+	}
+	return n.drain()
+}
+
+// drain sends every client "drain" and closes it with 1001, waits for the
+// connections to go, then stops everything.
+func (n *Node) drain() error {
+	n.draining.Store(true)
+	start := time.Now()
+	n.log.Info("draining", "connections", n.srv.OpenConns(), "timeout", n.cfg.DrainTimeout.String())
+	n.srv.Each(func(c *netloop.Conn) {
+		c.Send(encode(func(e *encoder) {
+			e.begin("drain").int("retryAfterMs", retryAfter().Milliseconds()).str("reason", "node shutting down")
+		}))
+		c.Close(ws.StatusGoingAway, "node shutting down")
+	})
+	deadline := start.Add(n.cfg.DrainTimeout)
+	for n.srv.OpenConns() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	left := n.srv.OpenConns()
+	ctx, cancel := context.WithTimeout(context.Background(), max(time.Until(deadline), 100*time.Millisecond))
+	defer cancel()
+	err := n.srv.Shutdown(ctx)
+	_ = n.ai.Close()
+	_ = n.bus.Close()
+	n.log.Info("drained", "took", time.Since(start).Round(time.Millisecond).String(), "forced", left)
+	return err
+}
+
+// retryAfter spreads reconnects: a fleet that loses a node should not see
+// all of its clients come back in the same instant.
+func retryAfter() time.Duration {
+	return 500*time.Millisecond + rand.N(5*time.Second)
+}
+
+// Authorize implements netloop.Handler.
+func (n *Node) Authorize(up *netloop.Upgrade) (any, *netloop.Rejection) {
+	switch {
+	case n.draining.Load():
+		return nil, &netloop.Rejection{Status: http.StatusServiceUnavailable, Reason: "node is draining"}
+	case n.srv.OpenConns() >= n.cfg.MaxConns:
+		return nil, &netloop.Rejection{Status: http.StatusServiceUnavailable, Reason: "node is at capacity"}
+	case !n.originAllowed(up.Header("Origin")):
+		return nil, &netloop.Rejection{Status: http.StatusForbidden, Reason: "origin not allowed"}
+	}
+	s := newSession()
+	if n.verify == nil {
+		s.user = "anon:" + randomHex(6)
+		s.grants = grants{all: true}
+		return s, nil
+	}
+	token := up.Query("token")
+	if token == "" {
+		token = bearer(up.Header("Authorization"))
+	}
+	sub, g, err := n.verify.verify(token)
+	if err != nil {
+		return nil, &netloop.Rejection{Status: http.StatusUnauthorized, Reason: err.Error()}
+	}
+	s.user, s.grants = sub, g
+	return s, nil
+}
+
+// originAllowed: with an allow-list, a browser's Origin must match one of
+// its patterns (path.Match syntax: "https://*.example.com"). Clients that
+// send no Origin are not browsers, and cross-site WebSocket hijacking is a
+// browser attack, so they pass.
+func (n *Node) originAllowed(origin string) bool {
+	if len(n.cfg.AllowedOrigins) == 0 || origin == "" {
+		return true
+	}
+	for _, p := range n.cfg.AllowedOrigins {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(origin)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// OnOpen implements netloop.Handler.
+func (n *Node) OnOpen(c *netloop.Conn) {
+	s := c.Session().(*session)
+	s.conn = c
+	s.send(encode(func(e *encoder) {
+		e.begin("welcome").str("conn", s.connID).str("node", n.cfg.NodeID).
+			int("heartbeatMs", n.cfg.Heartbeat.Milliseconds()).str("user", s.user)
+	}))
+}
+
+// OnText implements netloop.Handler.
+func (n *Node) OnText(c *netloop.Conn, msg []byte) {
+	n.handle(c.Session().(*session), msg)
+}
+
+// OnClose implements netloop.Handler.
+func (n *Node) OnClose(c *netloop.Conn) {
+	s := c.Session().(*session)
+	rooms, jobs := s.detach()
+	for _, room := range rooms {
+		if _, last := n.hub.Leave(room, c); last {
+			n.bus.Detach(room)
+		}
+	}
+	n.relay.forget(c, jobs)
+}
+
+// ServeHTTP implements netloop.Handler.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.mux.ServeHTTP(w, r) }
+
+// deliver is the bus's DeliverFunc: one frame per message, shared by every
+// local member of the room.
+func (n *Node) deliver(m *fanout.Message) {
+	n.hub.Broadcast(m.Room, messageFrame(m))
+}
+
+func messageFrame(m *fanout.Message) []byte {
+	return encode(func(e *encoder) {
+		e.begin("message").str("room", m.Room).uint("offset", m.Offset).str("from", m.From).raw("data", m.Data)
+	})
+}
