@@ -34,10 +34,10 @@ type Conn struct {
 	state        atomic.Uint32
 	lastRead     atomic.Int64 // server clock of the last bytes received
 	requestStart atomic.Int64 // server clock when the current HTTP request may begin
-	acceptedAt int64
-	openedAt   int64 // set when the upgrade succeeds, with opened
-	opened     bool
-	session    any
+	acceptedAt   int64
+	openedAt     int64 // set when the upgrade succeeds, with opened
+	opened       bool
+	session      any
 
 	// Read side: touched only by onRequest, which netpoll serialises.
 	request *bytebufferpool.ByteBuffer // an HTTP request not yet complete

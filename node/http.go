@@ -140,4 +140,3 @@ func (n *Node) apiQueues(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"queues": stats})
 }
-
