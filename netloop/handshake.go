@@ -146,6 +146,9 @@ func (c *Conn) upgrade(head, rest []byte) {
 	}
 	var resp bytes.Buffer
 	if _, err := u.Upgrade(readWriter{bytes.NewReader(head), &resp}); err != nil {
+		if resp.Len() == 0 { // gobwas answers nothing to a malformed request line
+			resp.Write(plainResponse(http.StatusBadRequest, "malformed HTTP request"))
+		}
 		s.metrics.rejected(resp.Bytes())
 		c.closeAfter(resp.Bytes())
 		return

@@ -123,9 +123,9 @@ func parseSince(msg []byte) (*fanout.Position, error) {
 	if !present || string(raw) == "null" {
 		return nil, nil
 	}
-	epoch, _, ok := getString(raw, "epoch")
-	offset, _, okOffset := getInt(raw, "offset")
-	if !ok || !okOffset || offset < 0 {
+	epoch, hasEpoch, ok := getString(raw, "epoch")
+	offset, hasOffset, okOffset := getInt(raw, "offset")
+	if !hasEpoch || !ok || !hasOffset || !okOffset || offset < 0 {
 		return nil, errSince
 	}
 	return &fanout.Position{Epoch: epoch, Offset: uint64(offset)}, nil
