@@ -40,6 +40,9 @@ type memRoom struct {
 	offset uint64
 	hist   []Message // hist[head:] is the history, oldest first
 	head   int
+	// unattended is when the last local member of a room without
+	// messages left; zero while it has members or messages.
+	unattended time.Time
 }
 
 // NewMemory returns a Memory bus that hands every message to deliver.
@@ -81,6 +84,7 @@ func (m *Memory) Publish(_ context.Context, room, from string, data []byte) (uin
 	now := m.cfg.Now()
 	r := m.lockRoom(room)
 	defer r.mu.Unlock()
+	r.unattended = time.Time{}
 	r.offset++
 	msg := Message{Room: room, Offset: r.offset, From: from, Data: append([]byte(nil), data...), Time: now}
 	r.hist = append(r.hist, msg)
@@ -108,6 +112,7 @@ func (r *memRoom) trim(size int, cutoff time.Time) {
 func (m *Memory) Attach(_ context.Context, room string, since *Position, fn func(History)) error {
 	r := m.lockRoom(room)
 	defer r.mu.Unlock()
+	r.unattended = time.Time{}
 	r.trim(m.cfg.HistorySize, m.cfg.Now().Add(-m.cfg.HistoryTTL))
 	h := History{Latest: Position{Epoch: r.epoch, Offset: r.offset}}
 	if since != nil {
@@ -135,20 +140,34 @@ func (r *memRoom) since(p Position) ([]Message, bool) {
 	return kept[p.Offset+1-kept[0].Offset:], true
 }
 
-// Detach implements Bus. Rooms keep their history after their last local
-// member leaves, so that a member coming back can recover; a room that
-// never had a message is forgotten.
+// Detach implements Bus. A room keeps its epoch and history after its
+// last local member leaves, so that a member coming back recovers. A room
+// that never had a message is forgotten once it has stayed unattended for
+// HistoryTTL (by a later Detach's sweep): joining rooms by the million must
+// not grow memory for ever, and a client that comes back after that long
+// to an empty room loses nothing by getting a new epoch.
 func (m *Memory) Detach(room string) {
+	now := m.cfg.Now()
+	r := m.lockRoom(room)
+	if r.offset == 0 && r.unattended.IsZero() {
+		r.unattended = now
+	}
+	r.mu.Unlock()
+	m.sweep(room, now)
+}
+
+// sweep forgets the unattended empty rooms of room's shard.
+func (m *Memory) sweep(room string, now time.Time) {
 	sh := &m.shards[maphash.String(m.seed, room)%hubShards]
+	cutoff := now.Add(-m.cfg.HistoryTTL)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if r := sh.rooms[room]; r != nil {
+	for name, r := range sh.rooms {
 		r.mu.Lock()
-		empty := r.offset == 0
-		r.mu.Unlock()
-		if empty {
-			delete(sh.rooms, room)
+		if r.offset == 0 && !r.unattended.IsZero() && r.unattended.Before(cutoff) {
+			delete(sh.rooms, name)
 		}
+		r.mu.Unlock()
 	}
 }
 

@@ -171,17 +171,31 @@ func TestMemoryAttachOrdersJoinWithDeliveries(t *testing.T) {
 	}
 }
 
-func TestMemoryDetachForgetsOnlyEmptyRooms(t *testing.T) {
+func TestMemoryDetachKeepsEpochs(t *testing.T) {
 	t.Parallel()
+	now := time.Unix(1000, 0)
 	var c collect
-	m := NewMemory(MemoryConfig{}, c.deliver)
+	m := NewMemory(MemoryConfig{HistoryTTL: time.Minute, Now: func() time.Time { return now }}, c.deliver)
+
 	empty := attach(t, m, "empty", nil).Latest.Epoch
 	m.Detach("empty")
-	if attach(t, m, "empty", nil).Latest.Epoch == empty {
-		t.Fatal("a room without messages was kept after its last member left")
+	publishN(t, m, "empty", 1) // a publish after the last member left
+	if h := attach(t, m, "empty", &Position{empty, 0}); !h.Recovered || h.Latest.Epoch != empty {
+		t.Fatal("an empty room changed epoch when its last member left: nothing was lost")
 	}
+
+	quiet := attach(t, m, "quiet", nil).Latest.Epoch
+	m.Detach("quiet")
+	now = now.Add(2 * time.Minute)
+	m.Detach("quiet") // a later Detach sweeps the shard
+	if attach(t, m, "quiet", nil).Latest.Epoch == quiet {
+		t.Fatal("an empty room unattended for longer than HistoryTTL was kept")
+	}
+
 	publishN(t, m, "busy", 1)
 	busy := attach(t, m, "busy", nil).Latest.Epoch
+	m.Detach("busy")
+	now = now.Add(time.Hour)
 	m.Detach("busy")
 	if h := attach(t, m, "busy", &Position{busy, 0}); !h.Recovered || h.Latest.Epoch != busy {
 		t.Fatal("a room with history lost it when its last member left")

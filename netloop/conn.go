@@ -56,6 +56,7 @@ type Conn struct {
 	mu              sync.Mutex
 	out             [][]byte // queued frames; out[first][offset:] is next on the wire
 	first, offset   int
+	inflight        int // frames from first handed to the writev under way
 	queued          int // bytes in out not yet written
 	scheduled       bool
 	waitWritable    bool

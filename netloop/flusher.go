@@ -41,6 +41,14 @@ func (f *flusher) add(c *Conn) {
 	}
 }
 
+// requeue puts c, still scheduled, at the back of the list: run takes it
+// again after the connections already waiting.
+func (f *flusher) requeue(c *Conn) {
+	f.mu.Lock()
+	f.pending = append(f.pending, c)
+	f.mu.Unlock()
+}
+
 func (f *flusher) run() {
 	for {
 		select {
@@ -57,7 +65,9 @@ func (f *flusher) run() {
 				break
 			}
 			for i, c := range batch {
-				c.flush(f.iov)
+				if c.flush(f.iov) {
+					f.requeue(c)
+				}
 				batch[i] = nil
 			}
 			f.mu.Lock()

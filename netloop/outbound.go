@@ -113,12 +113,13 @@ func (c *Conn) queueClose(last []byte, drop bool) {
 	}
 }
 
-// dropUnstarted removes queued frames, keeping one partly written (the
-// stream would be corrupt without its rest). Called with c.mu held.
+// dropUnstarted removes queued frames, keeping those a writev under way
+// is sending and one partly written (the stream would be corrupt without
+// its rest). Called with c.mu held.
 func (c *Conn) dropUnstarted() {
-	keep := c.first
+	keep := c.first + c.inflight
 	if c.offset > 0 {
-		keep++
+		keep = max(keep, c.first+1)
 	}
 	for i := keep; i < len(c.out); i++ {
 		c.queued -= len(c.out[i])
@@ -127,39 +128,42 @@ func (c *Conn) dropUnstarted() {
 	c.out = c.out[:keep]
 }
 
-// flush writes what is queued until the queue is empty or the socket is
-// full. It runs on the connection's flusher; c.scheduled guarantees one
-// flush at a time per connection.
-func (c *Conn) flush(iov []unix.Iovec) {
+// flush makes one writev of what is queued (up to maxIovecs frames). It
+// runs on the connection's flusher; c.scheduled guarantees one flush at a
+// time per connection. more reports that frames remain: the flusher then
+// puts the connection at the back of its list, so that a connection fed as
+// fast as it drains cannot keep its flusher from the others.
+func (c *Conn) flush(iov []unix.Iovec) (more bool) {
 	c.wmu.Lock()
-	closeNow := c.flushLocked(iov)
+	closeNow, more := c.flushLocked(iov)
 	c.wmu.Unlock()
 	if closeNow {
 		c.nc.Close() // after wmu: netpoll may run onClosed synchronously
 	}
+	return more
 }
 
-func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow bool) {
+func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow, more bool) {
 	m := c.srv.metrics
-	for {
-		c.mu.Lock()
-		if c.fdClosed || c.queued == 0 {
-			c.scheduled = false
-			done := !c.fdClosed && c.closeAfterFlush && c.queued == 0
-			peerClosed := c.peerClosed
-			c.mu.Unlock()
-			if !done {
-				return false
-			}
-			if peerClosed {
-				return true
-			}
-			// Half-close: the peer sees our FIN after the close frame and
-			// answers; closing outright with unread input would send a
-			// RST that can destroy the close frame in flight.
-			_ = unix.Shutdown(c.fd, unix.SHUT_WR)
-			return false
+	c.mu.Lock()
+	if c.fdClosed || c.queued == 0 {
+		c.scheduled = false
+		done := !c.fdClosed && c.closeAfterFlush && c.queued == 0
+		peerClosed := c.peerClosed
+		c.mu.Unlock()
+		if !done {
+			return false, false
 		}
+		if peerClosed {
+			return true, false
+		}
+		// Half-close: the peer sees our FIN after the close frame and
+		// answers; closing outright with unread input would send a RST
+		// that can destroy the close frame in flight.
+		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+		return false, false
+	}
+	{
 		n := 0
 		for i := c.first; i < len(c.out) && n < len(iov); i++ {
 			b := c.out[i]
@@ -170,12 +174,14 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow bool) {
 			iov[n].SetLen(len(b))
 			n++
 		}
+		c.inflight = n
 		c.mu.Unlock()
 
 		written, err := writev(c.fd, iov[:n])
 		clear(iov[:n]) // do not keep frames alive from the flusher's scratch
 
 		c.mu.Lock()
+		c.inflight = 0
 		frames := c.consume(written)
 		if err == unix.EAGAIN {
 			c.waitWritable = true
@@ -184,16 +190,16 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow bool) {
 			c.mu.Unlock()
 			m.account(written, frames)
 			m.writeStalls.Inc()
-			if c.srv.poller.arm(c) != nil {
-				return true
-			}
-			return false
+			return c.srv.poller.arm(c) != nil, false
 		}
+		// Stay scheduled: what is left, or the close that follows the
+		// last byte, is for the next turn.
 		c.mu.Unlock()
 		m.account(written, frames)
 		if err != nil {
-			return true // EPIPE, ECONNRESET: the peer is gone
+			return true, false // EPIPE, ECONNRESET: the peer is gone
 		}
+		return false, true
 	}
 }
 

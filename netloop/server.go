@@ -186,15 +186,6 @@ func New(cfg Config, h Handler) (*Server, error) {
 // Config returns the configuration in force, defaults filled in.
 func (s *Server) Config() Config { return s.cfg }
 
-// Listen opens a TCP listener on addr for Serve.
-func Listen(addr string) (net.Listener, error) {
-	ln, err := netpoll.CreateListener("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot listen on %s: %w", addr, err)
-	}
-	return ln, nil
-}
-
 // Serve runs the event loop on ln until Shutdown. It returns nil after a
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
@@ -204,7 +195,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for _, f := range s.flushers {
 		go f.run()
 	}
-	go s.poller.run(s)
+	go s.poller.run()
 	go s.wheel.run(s.closed)
 	err := s.loop.Serve(ln)
 	select {

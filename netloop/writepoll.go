@@ -15,16 +15,31 @@ import (
 // for a closed connection finds nothing.
 type writePoller struct {
 	epfd  int
+	wake  int // eventfd that stops run: closing epfd would not wake epoll_wait
 	mu    sync.Mutex
 	conns map[uint64]*Conn
 }
+
+// stopID is the event id of the wake eventfd; connection ids start at 1.
+const stopID = 0
 
 func newWritePoller() (*writePoller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create write poller: %w", err)
 	}
-	return &writePoller{epfd: epfd, conns: make(map[uint64]*Conn)}, nil
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("cannot create write poller: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: stopID}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("cannot create write poller: %w", err)
+	}
+	return &writePoller{epfd: epfd, wake: wake, conns: make(map[uint64]*Conn)}, nil
 }
 
 // arm waits for c's socket to become writable. Called from c's flush with
@@ -56,7 +71,9 @@ func (p *writePoller) forget(c *Conn) {
 	p.mu.Unlock()
 }
 
-func (p *writePoller) run(s *Server) {
+func (p *writePoller) run() {
+	defer unix.Close(p.wake)
+	defer unix.Close(p.epfd)
 	events := make([]unix.EpollEvent, 256)
 	for {
 		n, err := unix.EpollWait(p.epfd, events, -1)
@@ -64,10 +81,13 @@ func (p *writePoller) run(s *Server) {
 			continue
 		}
 		if err != nil {
-			return // closed at shutdown
+			return
 		}
 		for i := range events[:n] {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			if id == stopID {
+				return
+			}
 			p.mu.Lock()
 			c := p.conns[id]
 			delete(p.conns, id)
@@ -79,4 +99,9 @@ func (p *writePoller) run(s *Server) {
 	}
 }
 
-func (p *writePoller) close() { unix.Close(p.epfd) }
+// close stops run, which closes the poller's descriptors.
+func (p *writePoller) close() {
+	var one [8]byte
+	one[0] = 1 // eventfd counters are host-endian; any non-zero value wakes
+	unix.Write(p.wake, one[:])
+}

@@ -159,7 +159,10 @@ func (a *aiRelay) resume(s *session, id string, seq int, answer func() (queue.An
 	case rj.room != "" && a.n.hub.IsMember(rj.room, s.conn):
 		// A member gets the live chunks with the room.
 	default:
-		rj.recipients[s.conn] = max(rj.recipients[s.conn], last)
+		if sent, ok := rj.recipients[s.conn]; ok {
+			last = max(last, sent) // resumed twice on one connection
+		}
+		rj.recipients[s.conn] = last
 		s.addJob(id)
 	}
 }
