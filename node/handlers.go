@@ -67,13 +67,19 @@ func needRoom(s *session, r *request) (string, bool) {
 	return string(r.room), true
 }
 
-func (n *Node) join(ctx context.Context, s *session, r *request) {
+// allowedRoom is needRoom plus a grant check, answering forbidden itself.
+func allowedRoom(s *session, r *request, allowed func(string) bool, what string) (string, bool) {
 	room, ok := needRoom(s, r)
-	if !ok {
-		return
+	if ok && !allowed(room) {
+		s.sendError(r.id, codeForbidden, fmt.Sprintf("not allowed to %s %s", what, room))
+		return "", false
 	}
-	if !s.grants.canJoin(room) {
-		s.sendError(r.id, codeForbidden, "not allowed to join "+room)
+	return room, ok
+}
+
+func (n *Node) join(ctx context.Context, s *session, r *request) {
+	room, ok := allowedRoom(s, r, s.grants.canJoin, "join")
+	if !ok {
 		return
 	}
 	since, err := parseSince(r.raw)
@@ -145,12 +151,8 @@ func (n *Node) leave(s *session, r *request) {
 }
 
 func (n *Node) publish(ctx context.Context, s *session, r *request) {
-	room, ok := needRoom(s, r)
+	room, ok := allowedRoom(s, r, s.grants.canPublish, "publish to")
 	if !ok {
-		return
-	}
-	if !s.grants.canPublish(room) {
-		s.sendError(r.id, codeForbidden, "not allowed to publish to "+room)
 		return
 	}
 	data, ok := getRaw(r.raw, "data")

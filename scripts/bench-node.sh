@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Runs edgehub's load profile (issue 4) on this machine: a fresh node per
+# run pinned to CPU 0 (taskset -c 0), the load generator pinned to CPU 1, so
+# neither steals the other's core. Each run's JSON (command, machine, date,
+# summary) and the charts go to bench/results/ (full) or bench/results/tmp/
+# (quick, not kept in git).
+#
+#   scripts/bench-node.sh          the full profile (~6 minutes)
+#   scripts/bench-node.sh quick    a short profile (< 60 s), for `make bench`
+#   scripts/bench-node.sh one NAME SCENARIO [FLAGS...]
+#                                  one run, recorded as bench/results/DATE-NAME.json
+#
+# EDGEHUB_BIN=path uses a node binary built elsewhere instead of building
+# ./cmd/edgehub; BENCH_PORT (default 18080) is the node's port.
+#
+# It prints every command it runs, applies what it may of the kernel tuning
+# (restoring the old values on exit), and kills by pid what it started.
+set -euo pipefail
+
+mode=${1:-full}
+case $mode in
+full | quick) ;;
+one) [[ $# -ge 3 ]] || { echo "usage: $0 one NAME SCENARIO [FLAGS...]" >&2; exit 2; } ;;
+*) echo "usage: $0 [full|quick|one NAME SCENARIO FLAGS...]" >&2; exit 2 ;;
+esac
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$root/bench/results
+[[ $mode == quick ]] && out=$root/bench/results/tmp
+work=$(mktemp -d)
+port=${BENCH_PORT:-18080}
+key=bench-key # the node's -api-key for /api/publish; a local, throwaway value
+# Several source addresses, each with its own ephemeral-port space.
+sources=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
+server_pid=
+loader_pid=
+declare -A sysctl_old=()
+rps=/sys/class/net/lo/queues/rx-0/rps_cpus
+rps_old=
+
+log() { printf '%s\n' "$*" >&2; }
+show() { printf '+ %s\n' "$*" >&2; }
+run() { show "$*"; "$@"; }
+
+cleanup() {
+	# Only the processes this script started, by pid.
+	[[ -n $loader_pid ]] && kill "$loader_pid" 2>/dev/null || true
+	[[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
+	wait 2>/dev/null || true
+	for k in "${!sysctl_old[@]}"; do
+		sysctl -qw "$k=${sysctl_old[$k]}" 2>/dev/null || true
+	done
+	[[ -n $rps_old ]] && echo "$rps_old" >"$rps" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# tune sets a sysctl for the run when allowed, remembering the old value.
+tune() {
+	local k=$1 v=$2 old
+	old=$(sysctl -n "$k" 2>/dev/null) || { log "skip $k: not readable"; return 0; }
+	if sysctl -qw "$k=$v" 2>/dev/null; then
+		show "sysctl -w $k=\"$v\"   (was \"$old\")"
+		sysctl_old[$k]=$old
+	else
+		log "skip sysctl $k=$v: not allowed here (stays \"$old\")"
+	fi
+}
+
+# Every connection is a file on both sides: take the hard limit (20,000 on
+# this machine, so ~19,900 sockets per process).
+run ulimit -n "$(ulimit -Hn)"
+# Ephemeral ports for the loader's sockets (plus its several sources).
+tune net.ipv4.ip_local_port_range "1024 65000"
+# Accept and SYN queues deep enough for bursts of thousands of dials.
+tune net.core.somaxconn 65535
+tune net.ipv4.tcp_max_syn_backlog 65535
+# Storm closes leave TIME_WAIT sockets; reuse them for new dials.
+tune net.ipv4.tcp_tw_reuse 1
+
+# On loopback the kernel runs the *receiver's* TCP processing (and the
+# wake-up of its reader) in the sender's context, so without this every
+# delivery charges the node's core with the load generator's receive work:
+# measured here, a 100-byte writev to a socket read on the other core costs
+# the sender ~7 us, and ~2.8 us once receive packet steering moves lo's
+# receive processing to the loader's CPU 1 (mask 2). On a real network that
+# work runs on the clients' machines.
+if rps_old=$(cat "$rps" 2>/dev/null) && echo 2 >"$rps" 2>/dev/null; then
+	show "echo 2 > $rps   (was \"$rps_old\")"
+else
+	rps_old=
+	log "skip receive packet steering on lo: not allowed here"
+fi
+
+run mkdir -p "$out"
+if [[ -n ${EDGEHUB_BIN:-} ]]; then
+	run cp "$EDGEHUB_BIN" "$work/edgehub"
+else
+	run go -C "$root" build -o "$work/edgehub" ./cmd/edgehub
+fi
+run go -C "$root" build -o "$work/edgehub-bench" ./cmd/edgehub-bench
+
+start_server() {
+	# A node left on the port would answer the health check and be measured
+	# in place of this one.
+	if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then
+		log "127.0.0.1:$port is already served by another process; set BENCH_PORT"
+		exit 1
+	fi
+	show "taskset -c 0 $work/edgehub -listen 127.0.0.1:$port -insecure -api-key $key -max-conns 19900 $* &"
+	taskset -c 0 "$work/edgehub" -listen "127.0.0.1:$port" -insecure -api-key "$key" -max-conns 19900 "$@" \
+		>"$work/edgehub.log" 2>&1 &
+	server_pid=$!
+	for _ in $(seq 200); do
+		kill -0 "$server_pid" 2>/dev/null || break
+		curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	log "edgehub did not become healthy; its log:"
+	cat "$work/edgehub.log" >&2
+	exit 1
+}
+
+stop_server() {
+	show "kill $server_pid"
+	kill "$server_pid" 2>/dev/null || true
+	wait "$server_pid" 2>/dev/null || true
+	server_pid=
+}
+
+# bench NAME SCENARIO FLAGS...: one run against a fresh node, its JSON into
+# $out/DATE-NAME.json.
+bench() {
+	local name=$1 scenario=$2
+	shift 2
+	local file
+	file=$out/$(date -u +%Y%m%dT%H%M%SZ)-$name.json
+	start_server
+	show "taskset -c 1 $work/edgehub-bench $scenario -url ws://127.0.0.1:$port/ws -api-key $key -server-pid $server_pid -sources $sources $* > $file"
+	taskset -c 1 "$work/edgehub-bench" "$scenario" -url "ws://127.0.0.1:$port/ws" -api-key "$key" \
+		-server-pid "$server_pid" -sources "$sources" "$@" >"$file" &
+	loader_pid=$!
+	wait "$loader_pid"
+	loader_pid=
+	stop_server
+}
+
+if [[ $mode == one ]]; then
+	shift
+	bench "$@"
+elif [[ $mode == quick ]]; then
+	bench quick-idle idle -conns 2000 -rooms 20 -step 500 -duration 3s
+	bench quick-fanout fanout -conns 2000 -rooms 1 -size 64 -rate 10 -duration 5s -drain 3s
+	bench quick-rooms rooms -conns 1000 -rooms 10 -rate 1 -duration 5s -drain 3s
+	bench quick-storm storm -conns 200 -lifetime 200ms -duration 4s -drain 3s
+	bench quick-ai ai -conns 20 -words 8 -duration 4s -drain 3s
+else
+	# idle: RSS per connection as the slope from 5,000 to 18,000, connect rate.
+	bench idle-18000 idle -conns 18000 -rooms 100 -step 1000 -duration 30s
+	# fanout: 10,000 subscribers in one room, 64-byte data.
+	bench fanout-10000x1 fanout -conns 10000 -rooms 1 -size 64 -rate 1 -duration 30s
+	bench fanout-10000x10 fanout -conns 10000 -rooms 1 -size 64 -rate 10 -duration 30s
+	bench fanout-10000x50 fanout -conns 10000 -rooms 1 -size 64 -rate 50 -duration 20s
+	# rooms: 10,000 connections over 100 rooms, each publishing at 0.1 msg/s.
+	bench rooms-10000x100 rooms -conns 10000 -rooms 100 -rate 0.1 -duration 60s
+	bench storm-1000 storm -conns 1000 -lifetime 1s -duration 30s
+	# ai: 10 concurrent queries per in-process worker (-ai-workers 4, echo
+	# 50 ms a word), so first-chunk times show the queue, and all finish.
+	bench ai-40 ai -conns 40 -words 16 -duration 20s -drain 20s
+fi
+
+# Charts from every recorded run in the directory.
+run "$work/edgehub-bench" plot -o "$out" "$out"/*.json
