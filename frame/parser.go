@@ -38,15 +38,22 @@ type Parser struct {
 	// is read.
 	MaxMessage int
 
-	// hdr holds the start of a header that the last Feed ended in.
-	hdr  [ws.MaxHeaderSize]byte
-	nhdr int
+	// hdr holds the start of a header that the last Feed ended in, nhdr
+	// bytes of it. (Fields are ordered so that the small ones pack next to
+	// hdr: a Parser is part of every connection.)
+	hdr [ws.MaxHeaderSize]byte
 
-	// frame is the header of the frame whose payload is being received, if
-	// inFrame; got is how many payload bytes arrived so far.
-	frame   ws.Header
+	// inFrame: the payload of frame is being received; got is how many
+	// payload bytes arrived so far.
 	inFrame bool
-	got     int
+
+	// op is the opcode of the message in msg once its first fragment is
+	// complete; zero (ws.OpContinuation) when no message is in progress.
+	op ws.OpCode
+
+	nhdr  int
+	frame ws.Header
+	got   int
 
 	// stash holds the payload received so far of a frame that is not a
 	// fragment (a control frame or a whole message). It is nil between
@@ -57,9 +64,7 @@ type Parser struct {
 	// fragments, unmasked, including the one being received. It is nil
 	// between messages.
 	msg *bytebufferpool.ByteBuffer
-	// op is the opcode of the message in msg once its first fragment is
-	// complete; zero (ws.OpContinuation) when no message is in progress.
-	op ws.OpCode
+
 	// valid is how many bytes at the start of the text being received are
 	// known to be complete, valid UTF-8 runes: of msg if op is ws.OpText or
 	// the frame being received starts a text message, of stash if that frame

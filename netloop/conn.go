@@ -26,55 +26,53 @@ const (
 // allocation per connection.
 type Conn struct {
 	context.Context
-	srv *Server
-	nc  netpoll.Connection
-	fd  int
-	id  uint64
+	srv     *Server
+	nc      netpoll.Connection
+	session any
+	id      uint64
 
-	state        atomic.Uint32
+	// Fields are grouped by who touches them and packed: an idle
+	// connection's memory is mostly this struct and netpoll's.
+
 	lastRead     atomic.Int64 // server clock of the last bytes received
-	requestStart atomic.Int64 // server clock when the current HTTP request may begin
-	acceptedAt   int64
-	openedAt     int64 // set when the upgrade succeeds, with opened
-	opened       bool
-	session      any
+	requestStart atomic.Int64 // server clock when the current HTTP request began (accept, then after each keep-alive answer)
+	state        atomic.Uint32
+	fd           int32
+	wheelGen     uint32 // the timer wheel's, under wheel.mu
+	inflight     int32  // under mu: frames from first handed to the writev under way (at most maxIovecs)
+	lastPing     int64  // the timer wheel's
 
 	// Read side: touched only by onRequest, which netpoll serialises.
-	request *bytebufferpool.ByteBuffer // an HTTP request not yet complete
-	parser  frame.Parser
-
-	// Timer wheel state: touched only by the wheel (under wheel.mu for gen).
-	wheelGen uint32
-	lastPing int64
+	openedAt int64                      // server clock of the upgrade; 0 until then
+	request  *bytebufferpool.ByteBuffer // an HTTP request not yet complete
+	parser   frame.Parser
 
 	// Write side; see outbound.go. wmu is held across a writev and while
 	// the fd is closed, so no write ever reaches a reused descriptor.
-	wmu      sync.Mutex
-	fdClosed bool
-	epolled  bool // registered in the write poller's epoll set
-
+	wmu             sync.Mutex
 	mu              sync.Mutex
-	out             [][]byte // queued frames; out[first][offset:] is next on the wire
-	first, offset   int
-	inflight        int // frames from first handed to the writev under way
-	queued          int // bytes in out not yet written
-	scheduled       bool
+	fdClosed        bool // under wmu
+	epolled         bool // under wmu: registered in the write poller's epoll set
+	scheduled       bool // this and the rest under mu
 	waitWritable    bool
-	stalledAt       int64
 	closing         bool
 	closeAfterFlush bool
-	peerClosed      bool // the peer's close frame or FIN arrived: close fully after our last write
+	peerClosed      bool     // the peer's close frame or FIN arrived: close fully after our last write
+	out             [][]byte // queued frames; out[first][offset:] is next on the wire
+	first, offset   int
+	queued          int // bytes in out not yet written
+	stalledAt       int64
 	closeAt         int64
 }
 
 func newConn(s *Server, nc netpoll.Connection) *Conn {
 	c := &Conn{Context: context.Background(), srv: s, nc: nc, id: s.conns.nextID.Add(1)}
 	if f, ok := nc.(interface{ Fd() int }); ok {
-		c.fd = f.Fd()
+		c.fd = int32(f.Fd())
 	}
-	c.acceptedAt = s.now()
-	c.lastRead.Store(c.acceptedAt)
-	c.requestStart.Store(c.acceptedAt)
+	now := s.now()
+	c.lastRead.Store(now)
+	c.requestStart.Store(now)
 	c.parser.MaxMessage = s.cfg.MaxMessage
 	return c
 }
@@ -198,7 +196,7 @@ func (c *Conn) onClosed(netpoll.Connection) error {
 	}
 	c.parser.Release()
 	c.state.Store(stateClosing)
-	if c.opened {
+	if c.openedAt != 0 {
 		s.conns.open.Add(-1)
 		s.metrics.connectionDuration.Update(float64(s.now()-c.openedAt) / 1e9)
 		s.handler.OnClose(c)

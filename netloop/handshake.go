@@ -153,12 +153,12 @@ func (c *Conn) upgrade(head, rest []byte) {
 		c.closeAfter(resp.Bytes())
 		return
 	}
-	now := s.now()
-	c.opened, c.openedAt, c.lastPing = true, now, now
+	now := max(s.now(), 1) // openedAt 0 means "not opened"
+	c.openedAt, c.lastPing = now, now
 	c.state.Store(stateOpen)
 	s.conns.open.Add(1)
 	s.metrics.connectionsTotal.Inc()
-	s.metrics.handshakeDuration.Update(float64(now-c.acceptedAt) / 1e9)
+	s.metrics.handshakeDuration.Update(float64(now-c.requestStart.Load()) / 1e9)
 	c.Send(resp.Bytes())
 	s.wheel.schedule(c, now+int64(s.cfg.Heartbeat))
 	s.handler.OnOpen(c)

@@ -117,7 +117,7 @@ func (c *Conn) queueClose(last []byte, drop bool) {
 // is sending and one partly written (the stream would be corrupt without
 // its rest). Called with c.mu held.
 func (c *Conn) dropUnstarted() {
-	keep := c.first + c.inflight
+	keep := c.first + int(c.inflight)
 	if c.offset > 0 {
 		keep = max(keep, c.first+1)
 	}
@@ -160,7 +160,7 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow, more bool) {
 		// Half-close: the peer sees our FIN after the close frame and
 		// answers; closing outright with unread input would send a RST
 		// that can destroy the close frame in flight.
-		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+		_ = unix.Shutdown(int(c.fd), unix.SHUT_WR)
 		return false, false
 	}
 	{
@@ -174,10 +174,10 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow, more bool) {
 			iov[n].SetLen(len(b))
 			n++
 		}
-		c.inflight = n
+		c.inflight = int32(n)
 		c.mu.Unlock()
 
-		written, err := writev(c.fd, iov[:n])
+		written, err := writev(int(c.fd), iov[:n])
 		clear(iov[:n]) // do not keep frames alive from the flusher's scratch
 
 		c.mu.Lock()

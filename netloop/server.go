@@ -265,7 +265,7 @@ func (s *Server) onPrepare(nc netpoll.Connection) context.Context {
 	c := newConn(s, nc)
 	_ = nc.AddCloseCallback(c.onClosed)
 	s.conns.add(c)
-	s.wheel.schedule(c, c.acceptedAt+int64(s.cfg.HandshakeTimeout))
+	s.wheel.schedule(c, c.requestStart.Load()+int64(s.cfg.HandshakeTimeout))
 	s.metrics.socketsTotal.Inc()
 	return c
 }

@@ -57,7 +57,7 @@ func (p *writePoller) arm(c *Conn) error {
 	if !c.epolled {
 		op = unix.EPOLL_CTL_ADD
 	}
-	if err := unix.EpollCtl(p.epfd, op, c.fd, &ev); err != nil {
+	if err := unix.EpollCtl(p.epfd, op, int(c.fd), &ev); err != nil {
 		p.forget(c)
 		return fmt.Errorf("cannot wait for writability: %w", err)
 	}

@@ -17,6 +17,9 @@ type claims struct {
 	AI    bool     `json:"ai"`    // may ask the AI
 }
 
+// anonymous are the grants of every connection of a node without auth.
+var anonymous = grants{all: true}
+
 // grants is what a connection may do.
 type grants struct {
 	all   bool // -insecure: anything

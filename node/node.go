@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -151,7 +152,7 @@ func (n *Node) Authorize(up *netloop.Upgrade) (any, *netloop.Rejection) {
 	s := newSession()
 	if n.verify == nil {
 		s.user = "anon:" + randomHex(6)
-		s.grants = grants{all: true}
+		s.grants = &anonymous
 		return s, nil
 	}
 	token := up.Query("token")
@@ -162,7 +163,7 @@ func (n *Node) Authorize(up *netloop.Upgrade) (any, *netloop.Rejection) {
 	if err != nil {
 		return nil, &netloop.Rejection{Status: http.StatusUnauthorized, Reason: err.Error()}
 	}
-	s.user, s.grants = sub, g
+	s.user, s.grants = sub, &g
 	return s, nil
 }
 
@@ -187,7 +188,7 @@ func (n *Node) OnOpen(c *netloop.Conn) {
 	s := c.Session().(*session)
 	s.conn = c
 	s.send(encode(func(e *encoder) {
-		e.begin("welcome").str("conn", s.connID).str("node", n.cfg.NodeID).
+		e.begin("welcome").str("conn", hex.EncodeToString(s.connID[:])).str("node", n.cfg.NodeID).
 			int("heartbeatMs", n.cfg.Heartbeat.Milliseconds()).str("user", s.user)
 	}))
 }

@@ -14,9 +14,9 @@ import (
 // session is the node's state of one WebSocket connection.
 type session struct {
 	conn   *netloop.Conn
-	connID string // secret: the welcome's conn, never shown to others
-	user   string // the token's sub, or anon:<public id> without auth
-	grants grants
+	connID [16]byte // secret: the welcome's conn, never shown to others
+	user   string   // the token's sub, or anon:<public id> without auth
+	grants *grants  // shared by every anonymous connection
 
 	// Touched only while handling this connection's messages, which netloop
 	// serialises.
@@ -29,7 +29,9 @@ type session struct {
 }
 
 func newSession() *session {
-	return &session{connID: randomHex(16)}
+	s := &session{}
+	_, _ = rand.Read(s.connID[:])
+	return s
 }
 
 func randomHex(n int) string {
