@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs edgehub's load profile (issue 4) on this machine: a fresh node per
+# Runs edgehub's load profile on this machine: a fresh node per
 # run pinned to CPU 0 (taskset -c 0), the load generator pinned to CPU 1, so
 # neither steals the other's core. Each run's JSON (command, machine, date,
 # summary) and the charts go to bench/results/ (full) or bench/results/tmp/

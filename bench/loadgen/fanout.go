@@ -1,0 +1,179 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runFanout joins Conns subscribers to Rooms rooms, then publishes over
+// /api/publish at Rate messages per second in total (rooms in turn) for
+// Duration, each data value stamped with its send time: deliveries per
+// second, loss, latency and the node's CPU per million deliveries.
+func (s *session) runFanout(ctx context.Context) Summary {
+	sum := s.connectAndJoin(ctx)
+	members := s.clientsByRoom()
+
+	pub := &httpPublisher{
+		url:    s.cfg.httpBase() + "/api/publish",
+		apiKey: s.cfg.APIKey,
+		client: &http.Client{
+			Timeout:   10 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: maxInFlight, MaxConnsPerHost: maxInFlight},
+		},
+		size:      s.cfg.Size,
+		sem:       make(chan struct{}, maxInFlight),
+		published: make([]atomic.Int64, s.cfg.Rooms),
+	}
+	del := &DeliveryStats{}
+	sum.Delivery = del
+	sum.Server = s.measureDelivery(ctx, del, members, func(ctx context.Context) []int64 {
+		del.PublishLagMaxMs = pace(ctx, s.cfg.Rate, s.cfg.Duration, pub.publish).Seconds() * 1000
+		pub.inFlight.Wait()
+		del.PublishErrors = pub.errors.Load()
+		out := make([]int64, len(pub.published))
+		for i := range pub.published {
+			out[i] = pub.published[i].Load()
+		}
+		return out
+	})
+	return sum
+}
+
+// connectAndJoin opens Conns connections that each join a room and waits
+// for the joins: the set-up of fanout and rooms.
+func (s *session) connectAndJoin(ctx context.Context) Summary {
+	var sum Summary
+	sum.Connections.Target = int64(s.cfg.Conns)
+	phase := s.measureLoader("connect")
+	sum.Connections.ConnectSeconds = s.connect(ctx, s.cfg.Conns, s.joinRoom).Seconds()
+	s.waitJoined(ctx)
+	// Only the connect phase's CPU is checked: upgrade latency is not what
+	// fanout and rooms measure.
+	phase.end(s, 0, "")
+	return sum
+}
+
+// measureDelivery runs publish (which returns the successful publishes per
+// room), waits up to Drain for the deliveries still due, and fills del and
+// the server's cost over that window.
+func (s *session) measureDelivery(ctx context.Context, del *DeliveryStats, members []int64,
+	publish func(ctx context.Context) []int64) *ServerStats {
+	before := s.probe.sample(ctx)
+	cpu := s.probe.cpu()
+	phase := s.measureLoader("publish")
+	received0 := s.received.Load()
+	t0 := time.Now()
+
+	published := publish(ctx)
+	for r, n := range published {
+		del.Published += n
+		del.Expected += n * members[r]
+	}
+	s.phase.Store("drain")
+	s.waitFor(ctx, s.cfg.Drain, func() bool { return s.received.Load()-received0 >= del.Expected })
+	del.Latency = s.latency.summary()
+	loaderCPU := phase.end(s, del.Latency.P99Ms, "delivery")
+
+	srv := s.probe.stats(before, s.probe.sample(ctx))
+	if cpu != nil {
+		used, _ := cpu.stop()
+		srv.CPUSeconds = used.Seconds()
+	}
+	del.Received = s.received.Load() - received0
+	del.Lost = max(del.Expected-del.Received, 0)
+	del.Duplicates = s.duplicates.Load()
+	del.Acks = s.acks.Load()
+	if last := s.lastDelivery.Load(); last > t0.UnixNano() {
+		del.PerSec = perSec(del.Received, time.Duration(last-t0.UnixNano()))
+	}
+	if del.Received > 0 && srv.CPUSeconds > 0 {
+		del.CPUSecondsPerMillion = srv.CPUSeconds / (float64(del.Received) / 1e6)
+	}
+	if del.Received > 0 && del.Published > 0 {
+		perDelivery := loaderCPU / time.Duration(del.Received)
+		members := del.Expected / del.Published
+		del.LoaderUsPerDelivery = float64(perDelivery) / float64(time.Microsecond)
+		del.LoaderMsPerMessage = float64(perDelivery*time.Duration(members)) / float64(time.Millisecond) / float64(s.cores)
+		s.noteBurstCost(del.LoaderMsPerMessage, del.Latency.P99Ms, members)
+	}
+	return srv
+}
+
+// pace calls send(seq) at rate per second for d (seq = 0, 1, ...), on
+// schedule rather than back to back, so a slow send delays the later ones
+// only as long as it lasts. It returns how far behind schedule it fell.
+func pace(ctx context.Context, rate float64, d time.Duration, send func(seq int64)) (maxLag time.Duration) {
+	if rate <= 0 {
+		return 0
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for seq := int64(0); ctx.Err() == nil; seq++ {
+		due := time.Duration(seq) * interval
+		if due >= d {
+			break
+		}
+		if wait := due - time.Since(start); wait > 0 {
+			sleep(ctx, wait)
+		} else {
+			maxLag = max(maxLag, -wait)
+		}
+		send(seq)
+	}
+	return maxLag
+}
+
+// maxInFlight bounds the publisher's concurrent HTTP requests.
+const maxInFlight = 16
+
+// httpPublisher publishes stamped data over the node's HTTP API.
+type httpPublisher struct {
+	url       string
+	apiKey    string
+	client    *http.Client
+	size      int
+	sem       chan struct{}
+	inFlight  sync.WaitGroup
+	published []atomic.Int64 // successful publishes per room
+	errors    atomic.Int64
+}
+
+// publish sends message seq to room seq%rooms without waiting for the
+// answer, holding at most maxInFlight requests.
+func (p *httpPublisher) publish(seq int64) {
+	p.sem <- struct{}{}
+	room := int(seq % int64(len(p.published)))
+	p.inFlight.Go(func() {
+		defer func() { <-p.sem }()
+		body := append([]byte(`{"room":"`), roomName(room)...)
+		body = append(body, `","data":`...)
+		body = appendStamp(body, time.Now().UnixNano(), seq, p.size)
+		body = append(body, '}')
+		req, err := http.NewRequest(http.MethodPost, p.url, bytes.NewReader(body))
+		if err != nil {
+			p.errors.Add(1)
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if p.apiKey != "" {
+			req.Header.Set("Authorization", "Bearer "+p.apiKey)
+		}
+		resp, err := p.client.Do(req)
+		if err != nil {
+			p.errors.Add(1)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body) // so the connection is reused
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			p.errors.Add(1)
+			return
+		}
+		p.published[room].Add(1)
+	})
+}
