@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -154,13 +155,17 @@ func (c *Conn) upgrade(head, rest []byte) {
 		return
 	}
 	now := max(s.now(), 1) // openedAt 0 means "not opened"
-	c.openedAt, c.lastPing = now, now
+	// The first ping comes up to half a heartbeat early, at random:
+	// connections opened together (a mass reconnect after a deploy, a load
+	// test) would otherwise be pinged, and answer, all in the same instant,
+	// every heartbeat.
+	c.openedAt, c.lastPing = now, now-rand.Int64N(int64(s.cfg.Heartbeat)/2+1)
 	c.state.Store(stateOpen)
 	s.conns.open.Add(1)
 	s.metrics.connectionsTotal.Inc()
 	s.metrics.handshakeDuration.Update(float64(now-c.requestStart.Load()) / 1e9)
 	c.Send(resp.Bytes())
-	s.wheel.schedule(c, now+int64(s.cfg.Heartbeat))
+	s.wheel.schedule(c, c.lastPing+int64(s.cfg.Heartbeat))
 	s.handler.OnOpen(c)
 	if len(rest) > 0 {
 		c.readFrames(rest)

@@ -155,6 +155,17 @@ elif [[ $mode == quick ]]; then
 	bench quick-storm storm -conns 200 -lifetime 200ms -duration 4s -drain 3s
 	bench quick-ai ai -conns 20 -words 8 -duration 4s -drain 3s
 else
+	# The kernel's CPU per small write to a loopback socket, the floor under
+	# the node's cost per delivery: with lo's receive processing on the
+	# writer's CPU (as a plain loopback run would bill it) and steered away.
+	run mkdir -p "$out/floor"
+	for mask in 0 2; do
+		if [[ -n $rps_old ]]; then
+			echo "$mask" >"$rps"
+		fi
+		show "taskset -c 0,1 $work/edgehub-bench floor -conns 5000 > $out/floor/DATE-rps$mask.json"
+		taskset -c 0,1 "$work/edgehub-bench" floor -conns 5000 >"$out/floor/$(date -u +%Y%m%dT%H%M%SZ)-rps$mask.json"
+	done
 	# idle: RSS per connection as the slope from 5,000 to 18,000, connect rate.
 	bench idle-18000 idle -conns 18000 -rooms 100 -step 1000 -duration 30s
 	# fanout: 10,000 subscribers in one room, 64-byte data.

@@ -42,6 +42,16 @@ func (l *latencyHist) record(k int, d time.Duration) {
 	s.Unlock()
 }
 
+// reset forgets every value recorded so far.
+func (l *latencyHist) reset() {
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.Lock()
+		s.h.Reset()
+		s.Unlock()
+	}
+}
+
 // merged returns a new histogram holding every shard's values.
 func (l *latencyHist) merged() *hdrhistogram.Histogram {
 	out := hdrhistogram.New(histMin, histMax, histDigits)
