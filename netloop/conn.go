@@ -39,7 +39,7 @@ type Conn struct {
 	state        atomic.Uint32
 	fd           int32
 	wheelGen     uint32 // the timer wheel's, under wheel.mu
-	inflight     int32  // under mu: frames from first handed to the writev under way (at most maxIovecs)
+	inflight     int32  // under mu: bytes of queued handed to the writev under way
 	lastPing     int64  // the timer wheel's
 
 	// Read side: touched only by onRequest, which netpoll serialises.

@@ -45,7 +45,10 @@ func (c *Conn) Send(frame []byte) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if c.queued+len(frame) > c.srv.cfg.MaxQueue {
+	// Bytes a writev is handing to the kernel right now are not waiting:
+	// whether a client keeps up must not depend on when its flusher last
+	// got a CPU.
+	if c.queued-int(c.inflight)+len(frame) > c.srv.cfg.MaxQueue {
 		c.mu.Unlock()
 		c.srv.metrics.slowConsumerCloses.Inc()
 		c.fail(StatusTryAgainLater, "slow consumer")
@@ -117,7 +120,11 @@ func (c *Conn) queueClose(last []byte, drop bool) {
 // is sending and one partly written (the stream would be corrupt without
 // its rest). Called with c.mu held.
 func (c *Conn) dropUnstarted() {
-	keep := c.first + int(c.inflight)
+	keep, covered := c.first, -c.offset
+	for keep < len(c.out) && covered < int(c.inflight) {
+		covered += len(c.out[keep])
+		keep++
+	}
 	if c.offset > 0 {
 		keep = max(keep, c.first+1)
 	}
@@ -164,7 +171,7 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow, more bool) {
 		return false, false
 	}
 	{
-		n := 0
+		n, bytes := 0, 0
 		for i := c.first; i < len(c.out) && n < len(iov); i++ {
 			b := c.out[i]
 			if i == c.first {
@@ -173,8 +180,9 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow, more bool) {
 			iov[n].Base = unsafe.SliceData(b)
 			iov[n].SetLen(len(b))
 			n++
+			bytes += len(b)
 		}
-		c.inflight = int32(n)
+		c.inflight = int32(bytes)
 		c.mu.Unlock()
 
 		written, err := writev(int(c.fd), iov[:n])

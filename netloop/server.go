@@ -91,6 +91,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = DefaultMaxQueue
 	}
+	// Bytes in flight are counted in an int32 (see Conn.inflight).
+	c.MaxQueue = min(c.MaxQueue, 1<<30)
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = DefaultHeartbeat
 	}

@@ -98,14 +98,21 @@ func startServer(t testing.TB, cfg Config, h Handler) (*Server, string) {
 const handshake = "GET /ws?name=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
-// dial opens a raw connection and writes the handshake plus extra.
-func dial(t testing.TB, addr, name string, extra []byte) (net.Conn, *bufio.Reader) {
+// rawConn opens a TCP connection, closed when the test ends.
+func rawConn(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// dial opens a raw connection and writes the handshake plus extra.
+func dial(t testing.TB, addr, name string, extra []byte) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn := rawConn(t, addr)
 	if _, err := conn.Write(append([]byte(fmt.Sprintf(handshake, name)), extra...)); err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +194,7 @@ func TestFramesInPiecesAndWithTheHandshake(t *testing.T) {
 func TestHandshakeInPieces(t *testing.T) {
 	t.Parallel()
 	_, addr := startServer(t, Config{}, newEchoHandler())
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := rawConn(t, addr)
 	for _, b := range []byte(fmt.Sprintf(handshake, "slow")) {
 		conn.Write([]byte{b})
 	}
@@ -240,11 +243,7 @@ func TestPingAnsweredWithPong(t *testing.T) {
 func TestHTTPKeepAliveAndPipelining(t *testing.T) {
 	t.Parallel()
 	_, addr := startServer(t, Config{}, newEchoHandler())
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := rawConn(t, addr)
 	conn.Write([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel"))
 	time.Sleep(10 * time.Millisecond)
 	conn.Write([]byte("lo"))
@@ -301,11 +300,7 @@ func TestRejection(t *testing.T) {
 	h := newEchoHandler()
 	h.reject = &Rejection{Status: http.StatusUnauthorized, Reason: "no token"}
 	_, addr := startServer(t, Config{}, h)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := rawConn(t, addr)
 	fmt.Fprintf(conn, handshake, "x")
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
