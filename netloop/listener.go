@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -65,14 +66,24 @@ func (l *listener) Addr() net.Addr { return l.ln.Addr() }
 // Fd is the descriptor netpoll polls for new connections.
 func (l *listener) Fd() int { return l.fd }
 
+// tcpAddr is a peer's address. netpoll keeps one per connection for its
+// whole life, so it is a compact value (32 bytes) rather than a
+// *net.TCPAddr with its separate IP slice (~130 bytes measured).
+type tcpAddr netip.AddrPort
+
+func (a *tcpAddr) Network() string { return "tcp" }
+func (a *tcpAddr) String() string  { return netip.AddrPort(*a).String() }
+
 func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
+	var ap netip.AddrPort
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+		ap = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+		ap = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
 	}
-	return &net.TCPAddr{}
+	addr := tcpAddr(ap)
+	return &addr
 }
 
 // acceptedConn hands an accepted socket to netpoll, which only reads its
