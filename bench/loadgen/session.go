@@ -84,11 +84,19 @@ func bindAddressNoPort(_, _ string, rc syscall.RawConn) error {
 }
 
 // dial opens one connection and starts its read loop.
+// ended reports whether ctx is done or past its deadline. The dialer sets
+// the socket's deadline to ctx's, and that can fire a moment before ctx
+// itself reports done.
+func ended(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ctx.Err() != nil || ok && !time.Now().Before(d)
+}
+
 func (s *session) dial(ctx context.Context) (*client, error) {
 	t := time.Now()
 	conn, br, _, err := s.dialer.Dial(ctx, s.cfg.URL)
 	if err != nil {
-		if ctx.Err() == nil { // a dial cut short by the run's end is no failure
+		if !ended(ctx) { // a dial cut short by the run's end is no failure
 			s.failed.Add(1)
 			s.count(errorKind(err))
 		}
