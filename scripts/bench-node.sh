@@ -9,6 +9,10 @@
 #   scripts/bench-node.sh quick    a short profile (< 60 s), for `make bench`
 #   scripts/bench-node.sh one NAME SCENARIO [FLAGS...]
 #                                  one run, recorded as bench/results/DATE-NAME.json
+#   scripts/bench-node.sh many NODES CONNS
+#                                  NODES nodes on one host, each held at CONNS idle
+#                                  connections by a loader process of its own, all
+#                                  at once (a process holds ~19,900 sockets here)
 #
 # EDGEHUB_BIN=path uses a node binary built elsewhere instead of building
 # ./cmd/edgehub; BENCH_PORT (default 18080) is the node's port.
@@ -21,11 +25,13 @@ mode=${1:-full}
 case $mode in
 full | quick) ;;
 one) [[ $# -ge 3 ]] || { echo "usage: $0 one NAME SCENARIO [FLAGS...]" >&2; exit 2; } ;;
-*) echo "usage: $0 [full|quick|one NAME SCENARIO FLAGS...]" >&2; exit 2 ;;
+many) [[ $# -eq 3 ]] || { echo "usage: $0 many NODES CONNS" >&2; exit 2; } ;;
+*) echo "usage: $0 [full|quick|one NAME SCENARIO FLAGS...|many NODES CONNS]" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bench/results
 [[ $mode == quick ]] && out=$root/bench/results/tmp
+[[ $mode == many ]] && out=$root/bench/results/many
 work=$(mktemp -d)
 port=${BENCH_PORT:-18080}
 key=bench-key # the node's -api-key for /api/publish; a local, throwaway value
@@ -33,6 +39,7 @@ key=bench-key # the node's -api-key for /api/publish; a local, throwaway value
 sources=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 server_pid=
 loader_pid=
+many_pids=() # nodes and loaders of the many mode
 declare -A sysctl_old=()
 rps=/sys/class/net/lo/queues/rx-0/rps_cpus
 rps_old=
@@ -45,6 +52,7 @@ cleanup() {
 	# Only the processes this script started, by pid.
 	[[ -n $loader_pid ]] && kill "$loader_pid" 2>/dev/null || true
 	[[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
+	for pid in "${many_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	for k in "${!sysctl_old[@]}"; do
 		sysctl -qw "$k=${sysctl_old[$k]}" 2>/dev/null || true
@@ -145,9 +153,58 @@ bench() {
 	stop_server
 }
 
+# many NODES CONNS: every node with its own loader, all holding their
+# connections at the same time; each loader's JSON goes to
+# $out/DATE-many-NODESxCONNS-nodeI.json, and the totals are printed.
+many() {
+	local nodes=$1 conns=$2 stamp i p pid total=0 rss=0 step hold
+	stamp=$(date -u +%Y%m%dT%H%M%SZ)
+	# Each loader connects, then holds until the last one has connected
+	# and the host has been sampled.
+	step=$((conns / 10000 + 2))
+	hold=$((nodes * step + 10))
+	for ((i = 1; i <= nodes; i++)); do
+		p=$((port + i))
+		if curl -s -o /dev/null "http://127.0.0.1:$p/healthz"; then
+			log "127.0.0.1:$p is already served by another process; set BENCH_PORT"
+			exit 1
+		fi
+		show "taskset -c 0 $work/edgehub -listen 127.0.0.1:$p -node-id node$i -max-conns 19900 &"
+		taskset -c 0 "$work/edgehub" -listen "127.0.0.1:$p" -node-id "node$i" -max-conns 19900 >"$work/node$i.log" 2>&1 &
+		pid=$!
+		many_pids+=("$pid")
+		for _ in $(seq 200); do
+			curl -sf "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && break
+			sleep 0.05
+		done
+		show "taskset -c 1 $work/edgehub-bench idle -url ws://127.0.0.1:$p/ws -server-pid $pid -sources $sources -conns $conns -rooms 100 -duration ${hold}s > $out/$stamp-many-${nodes}x$conns-node$i.json &"
+		taskset -c 1 "$work/edgehub-bench" idle -url "ws://127.0.0.1:$p/ws" -server-pid "$pid" -sources "$sources" \
+			-conns "$conns" -rooms 100 -duration "${hold}s" >"$out/$stamp-many-${nodes}x$conns-node$i.json" 2>"$work/loader$i.log" &
+		many_pids+=("$!")
+		# Let this loader connect before the next starts, so that every
+		# node is counted at its full load while the others hold theirs.
+		sleep "$step"
+	done
+	# Every loader is holding its connections: sample the host now.
+	for ((i = 1; i <= nodes; i++)); do
+		p=$((port + i))
+		total=$((total + $(curl -s "http://127.0.0.1:$p/metrics" | awk '/^edgehub_connections_active /{print $2}')))
+	done
+	for ((i = 0; i < ${#many_pids[@]}; i += 2)); do
+		rss=$((rss + $(awk '/^VmRSS/{print $2}' "/proc/${many_pids[$i]}/status")))
+	done
+	log "many: $total WebSocket connections open at once over $nodes nodes on this host; nodes' RSS $((rss / 1024)) MiB in all, $((rss * 1024 / (total > 0 ? total : 1))) B per connection"
+	for ((i = 1; i < ${#many_pids[@]}; i += 2)); do wait "${many_pids[$i]}" || true; done
+	for ((i = 0; i < ${#many_pids[@]}; i += 2)); do kill "${many_pids[$i]}" 2>/dev/null || true; done
+	many_pids=()
+}
+
 if [[ $mode == one ]]; then
 	shift
 	bench "$@"
+elif [[ $mode == many ]]; then
+	many "$2" "$3"
+	exit 0
 elif [[ $mode == quick ]]; then
 	bench quick-idle idle -conns 2000 -rooms 20 -step 500 -duration 3s
 	bench quick-fanout fanout -conns 2000 -rooms 1 -size 64 -rate 10 -duration 5s -drain 3s
