@@ -185,9 +185,6 @@ func New(cfg Config, h Handler) (*Server, error) {
 	return s, nil
 }
 
-// Config returns the configuration in force, defaults filled in.
-func (s *Server) Config() Config { return s.cfg }
-
 // Serve runs the event loop on ln until Shutdown. It returns nil after a
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {

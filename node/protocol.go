@@ -175,12 +175,6 @@ func (e *encoder) str(k, v string) *encoder {
 	return e
 }
 
-func (e *encoder) bytes(k string, v []byte) *encoder {
-	e.key(k)
-	e.b = appendString(e.b, string(v)) // no allocation: the conversion does not escape
-	return e
-}
-
 func (e *encoder) raw(k string, v []byte) *encoder {
 	e.key(k)
 	e.b = append(e.b, v...)

@@ -195,21 +195,13 @@ func (m *msg) boolean(t testing.TB, k string) bool {
 	return b
 }
 
-// numOK and strOK are for goroutines, which must not call t.Fatal.
+// numOK is for goroutines, which must not call t.Fatal.
 func (m *msg) numOK(k string) (int64, bool) {
 	var f float64
 	if m.f[k] == nil || json.Unmarshal(m.f[k], &f) != nil {
 		return 0, false
 	}
 	return int64(f), true
-}
-
-func (m *msg) strOK(k string) (string, bool) {
-	var s string
-	if m.f[k] == nil || json.Unmarshal(m.f[k], &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // ---- rooms ----
