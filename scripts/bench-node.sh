@@ -106,7 +106,7 @@ if [[ -n ${EDGEHUB_BIN:-} ]]; then
 else
 	run go -C "$root" build -o "$work/edgehub" ./cmd/edgehub
 fi
-run go -C "$root" build -o "$work/edgehub-bench" ./cmd/edgehub-bench
+run go -C "$root/bench" build -o "$work/edgehub-bench" ./cmd/edgehub-bench
 
 start_server() {
 	# A node left on the port would answer the health check and be measured

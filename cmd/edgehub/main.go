@@ -37,6 +37,9 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	n, err := node.New(cfg, log)
 	if err == nil {
+		err = serveDebug(debugListen, log)
+	}
+	if err == nil {
 		err = n.Listen()
 	}
 	if err != nil {
@@ -95,6 +98,7 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 	fs.DurationVar(&cfg.AITimeout, "ai-timeout", node.DefaultAITimeout, "longest an AI answer may take")
 	fs.DurationVar(&cfg.EchoDelay, "echo-delay", node.DefaultEchoDelay, "pause between the echo backend's words")
 	fs.TextVar(&level, "log-level", level, "log level: debug, info, warn, error")
+	fs.StringVar(&debugListen, "debug-listen", "", "address to serve net/http/pprof on (e.g. 127.0.0.1:6060); empty: off")
 	if err := fs.Parse(args); err != nil {
 		return cfg, level, err
 	}

@@ -6,8 +6,10 @@
 // ./cmd/edgehub once for the whole test binary, runs it on a free 127.0.0.1
 // port with a clean environment (no EDGEHUB_* variables), waits until
 // GET /healthz answers 200, and kills it by pid when the test ends, logging
-// the tail of its output if the test failed. Build compiles any other main
-// package of the module.
+// the tail of its output if the test failed. The node is built in the core
+// module's directory even from a test of the bench module, so it has the
+// dependencies (and the netpoll patch) of a plain `go build ./cmd/edgehub`.
+// Build compiles another main package of the test's own module.
 package edgehubtest
 
 import (
@@ -56,24 +58,36 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Build compiles pkg, a main package of the module given by its path in it
-// (e.g. "cmd/edgehub-bench"), into the test's temporary directory as name
-// and returns the binary's path.
+// Build compiles pkg, a main package of the test's module given by its
+// path in the repository (e.g. "bench/cmd/edgehub-bench"), into the test's
+// temporary directory as name and returns the binary's path.
 func Build(t testing.TB, pkg, name string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
-	if err := goBuild(pkg, bin); err != nil {
+	if err := goBuild("", path.Join(module, pkg), bin); err != nil {
 		t.Fatal(err)
 	}
 	return bin
 }
 
-func goBuild(pkg, bin string) error {
-	cmd := exec.Command("go", "build", "-o", bin, path.Join(module, pkg))
+// goBuild runs go build for pkg in dir ("": the current directory).
+func goBuild(dir, pkg, bin string) error {
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return nil
+}
+
+// moduleDir is the core module's directory: the checkout itself, or where
+// the bench module's replace points.
+func moduleDir() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m %s: %w", module, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // edgehub returns the binary built once for this test binary.
@@ -84,7 +98,10 @@ func edgehub(t testing.TB) string {
 	}
 	buildOnce.Do(func() {
 		binPath = filepath.Join(binDir, "edgehub")
-		buildErr = goBuild("cmd/edgehub", binPath)
+		var dir string
+		if dir, buildErr = moduleDir(); buildErr == nil {
+			buildErr = goBuild(dir, "./cmd/edgehub", binPath)
+		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

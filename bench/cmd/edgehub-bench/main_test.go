@@ -23,7 +23,7 @@ func TestCLI(t *testing.T) {
 		t.Skip("skipped in -short mode: builds and runs edgehub")
 	}
 	node := edgehubtest.Start(t)
-	bin := edgehubtest.Build(t, "cmd/edgehub-bench", "edgehub-bench")
+	bin := edgehubtest.Build(t, "bench/cmd/edgehub-bench", "edgehub-bench")
 	dir := t.TempDir()
 
 	cmd := exec.Command(bin, "fanout", "-url", node.WS, "-server-pid", strconv.Itoa(node.PID),
@@ -77,7 +77,7 @@ func TestUnknownScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: builds the command")
 	}
-	bin := edgehubtest.Build(t, "cmd/edgehub-bench", "edgehub-bench")
+	bin := edgehubtest.Build(t, "bench/cmd/edgehub-bench", "edgehub-bench")
 	err := exec.Command(bin, "nope").Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Errorf("unknown scenario: %v, want exit status 2", err)
