@@ -38,9 +38,11 @@ type Conn struct {
 	requestStart atomic.Int64 // server clock when the current HTTP request began (accept, then after each keep-alive answer)
 	state        atomic.Uint32
 	fd           int32
-	wheelGen     uint32 // the timer wheel's, under wheel.mu
-	inflight     int32  // under mu: bytes of queued handed to the writev under way
-	lastPing     int64  // the timer wheel's
+	wheelSlot    int32 // the timer wheel's, under wheel.mu: slot index + 1, or notInWheel, leftWheel
+	wheelIdx     int32 // the timer wheel's, under wheel.mu: index in the slot
+	inflight     int32 // under mu: bytes of queued handed to the writev under way
+	queued       int32 // under mu: bytes in out not yet written (at most MaxQueue, 1 GiB, plus a close frame)
+	lastPing     int64 // the timer wheel's
 
 	// Read side: touched only by onRequest, which netpoll serialises.
 	openedAt int64                      // server clock of the upgrade; 0 until then
@@ -60,7 +62,6 @@ type Conn struct {
 	peerClosed      bool     // the peer's close frame or FIN arrived: close fully after our last write
 	out             [][]byte // queued frames; out[first][offset:] is next on the wire
 	first, offset   int
-	queued          int // bytes in out not yet written
 	stalledAt       int64
 	closeAt         int64
 }
@@ -189,6 +190,7 @@ func (c *Conn) onClosed(netpoll.Connection) error {
 
 	s := c.srv
 	s.poller.forget(c)
+	s.wheel.remove(c)
 	s.conns.remove(c)
 	if c.request != nil {
 		requestPool.Put(c.request)

@@ -24,7 +24,8 @@
 //	                                        full, so no goroutine ever blocks
 //	                                        on a slow reader
 //	timer wheel (1)                         handshake timeout, pings, idle
-//	                                        close, linger after close
+//	                                        close, linger after close, write
+//	                                        timeout
 //
 // # Callback order and blocking rules
 //
@@ -36,9 +37,13 @@
 //
 // Handler.OnText and Handler.ServeHTTP run on netpoll's pool, serialised per
 // connection; they may block briefly (a Redis round trip) but every moment
-// they block holds a pool goroutine. Handler.OnClose may run on a poller
-// goroutine: it must return quickly. Conn.Send and Conn.Close never block and
-// may be called from any goroutine.
+// they block holds a pool goroutine. Handler.OnClose runs on whichever
+// goroutine closes the connection: a netpoll poller (the peer's FIN or
+// reset), the pool (the close handshake completed), a flusher (the last
+// byte after a close frame, or a failed write) or the timer wheel (close
+// linger, write or handshake timeout). It must return quickly and must
+// not wait for any of those goroutines. Conn.Send and Conn.Close never
+// block and may be called from any goroutine.
 //
 // # Lock order
 //

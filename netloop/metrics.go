@@ -13,7 +13,7 @@ type serverMetrics struct {
 	set                *metrics.Set
 	connectionsTotal   *metrics.Counter
 	socketsTotal       *metrics.Counter
-	messagesIn         *metrics.Counter
+	messagesIn         *metrics.Counter // complete text messages (fragments reassembled) handed to the Handler
 	messagesOut        *metrics.Counter
 	bytesIn            *metrics.Counter
 	bytesOut           *metrics.Counter
@@ -37,7 +37,7 @@ func newServerMetrics(set *metrics.Set, s *Server) *serverMetrics {
 		set:                set,
 		connectionsTotal:   set.NewCounter("edgehub_connections_total"),
 		socketsTotal:       set.NewCounter("edgehub_tcp_accepts_total"),
-		messagesIn:         set.NewCounter("edgehub_frames_in_total"),
+		messagesIn:         set.NewCounter("edgehub_text_messages_in_total"),
 		messagesOut:        set.NewCounter("edgehub_messages_out_total"),
 		bytesIn:            set.NewCounter("edgehub_bytes_in_total"),
 		bytesOut:           set.NewCounter("edgehub_bytes_out_total"),
@@ -53,7 +53,7 @@ func newServerMetrics(set *metrics.Set, s *Server) *serverMetrics {
 		var n int
 		s.conns.each(func(c *Conn) {
 			c.mu.Lock()
-			n += c.queued
+			n += int(c.queued)
 			c.mu.Unlock()
 		})
 		return float64(n)

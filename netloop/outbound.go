@@ -48,14 +48,14 @@ func (c *Conn) Send(frame []byte) bool {
 	// Bytes a writev is handing to the kernel right now are not waiting:
 	// whether a client keeps up must not depend on when its flusher last
 	// got a CPU.
-	if c.queued-int(c.inflight)+len(frame) > c.srv.cfg.MaxQueue {
+	if int(c.queued-c.inflight)+len(frame) > c.srv.cfg.MaxQueue {
 		c.mu.Unlock()
 		c.srv.metrics.slowConsumerCloses.Inc()
 		c.fail(StatusTryAgainLater, "slow consumer")
 		return false
 	}
 	c.out = append(c.out, frame)
-	c.queued += len(frame)
+	c.queued += int32(len(frame))
 	wake := c.markScheduled()
 	c.mu.Unlock()
 	if wake {
@@ -102,7 +102,7 @@ func (c *Conn) queueClose(last []byte, drop bool) {
 		c.dropUnstarted()
 	}
 	c.out = append(c.out, last)
-	c.queued += len(last)
+	c.queued += int32(len(last))
 	c.closeAfterFlush = true
 	c.closeAt = c.srv.now() + int64(c.srv.cfg.CloseLinger)
 	wake := c.markScheduled()
@@ -129,7 +129,7 @@ func (c *Conn) dropUnstarted() {
 		keep = max(keep, c.first+1)
 	}
 	for i := keep; i < len(c.out); i++ {
-		c.queued -= len(c.out[i])
+		c.queued -= int32(len(c.out[i]))
 		c.out[i] = nil
 	}
 	c.out = c.out[:keep]
@@ -214,7 +214,7 @@ func (c *Conn) flushLocked(iov []unix.Iovec) (closeNow, more bool) {
 // consume drops n written bytes from the head of the queue and returns how
 // many frames were completed. Called with c.mu held.
 func (c *Conn) consume(n int) (frames int) {
-	c.queued -= n
+	c.queued -= int32(n)
 	for n > 0 {
 		rest := len(c.out[c.first]) - c.offset
 		if n < rest {

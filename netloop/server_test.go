@@ -418,20 +418,58 @@ func TestPausedReaderResumes(t *testing.T) {
 }
 
 // Half a frame, then silence: the connection holds a stash, not a goroutine.
+// Each connection's bytes are known to have been handled (the server
+// counted them) before goroutines are counted, and the stashes are shown
+// to hold the halves by completing them afterwards. A goroutine per waiting
+// connection would add n; the bound is n/10, so idle netpoll workers that
+// have not exited yet cannot fail the test, and the count is polled, not
+// taken after a fixed sleep.
 func TestPartialFramesHoldNoGoroutine(t *testing.T) {
 	h := newEchoHandler()
-	_, addr := startServer(t, Config{}, h)
+	s, addr := startServer(t, Config{}, h)
 	dial(t, addr, "warm-up", textFrame("x")) // start netpoll's pollers
-	time.Sleep(50 * time.Millisecond)
 	before := runtime.NumGoroutine()
 	const n = 500
-	half := textFrame(strings.Repeat("y", 100))[:60]
-	for i := range n {
-		dial(t, addr, fmt.Sprint(i), half)
+	msg := strings.Repeat("y", 100)
+	full := textFrame(msg)
+	half, rest := full[:60], full[60:]
+	type client struct {
+		conn net.Conn
+		r    *bufio.Reader
 	}
-	time.Sleep(200 * time.Millisecond)
-	if after := runtime.NumGoroutine(); after-before > 10 {
-		t.Fatalf("%d connections holding half a frame added %d goroutines", n, after-before)
+	clients := make([]client, n)
+	for i := range clients {
+		conn, r := dial(t, addr, fmt.Sprint(i), half)
+		clients[i] = client{conn, r}
+	}
+	sent := int64(len(fmt.Sprintf(handshake, "warm-up")) + len(textFrame("x")))
+	for i := range n {
+		sent += int64(len(fmt.Sprintf(handshake, fmt.Sprint(i))) + len(half))
+	}
+	waitUntil(t, "the server reads every byte sent", func() bool { return int64(s.metrics.bytesIn.Get()) >= sent })
+	var after int
+	waitUntil(t, "goroutines to settle", func() bool {
+		after = runtime.NumGoroutine()
+		return after-before < n/10
+	})
+	for _, c := range clients {
+		c.conn.Write(rest)
+	}
+	for _, c := range clients {
+		expectText(t, c.conn, c.r, msg)
+	}
+	t.Logf("%d connections holding half a frame: goroutines %d -> %d", n, before, after)
+}
+
+// waitUntil polls cond for up to 10 s and fails the test if it never holds.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
