@@ -22,6 +22,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "tune" {
+		os.Exit(tuneMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if os.Getenv("GOGC") == "" {
 		// Most of a node's memory is live connection state and its
 		// broadcast path hardly allocates, so a tighter GC target costs
