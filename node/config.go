@@ -15,6 +15,7 @@ import (
 // the embedded single node (no auth, in-memory rooms and AI queue).
 type Config struct {
 	Listen         string        // address to listen on; ":8080"
+	InternalListen string        // address serving /metrics and /api/* alone (then not on Listen); empty: on Listen
 	NodeID         string        // this node's id in the fleet; hostname plus a random suffix
 	Secret         string        // HS256 key of client JWTs; without one the node runs without auth
 	Insecure       bool          // no auth even with a Secret: every connection is an anonymous user allowed everything

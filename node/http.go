@@ -14,7 +14,9 @@ import (
 //go:embed web
 var webFiles embed.FS
 
-// routes is the HTTP API and the demo page, served on the WebSocket port.
+// routes is the HTTP API and the demo page, served on the WebSocket port
+// (/metrics and /api/* on -internal-listen instead when it is set: see
+// splitInternal).
 func (n *Node) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.healthz)
@@ -25,7 +27,7 @@ func (n *Node) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/queues", n.withAPIKey(n.apiQueues))
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
-	return mux
+	return n.splitInternal(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -36,6 +36,7 @@ type Node struct {
 
 	started  time.Time
 	draining atomic.Bool
+	internal *internalHTTP // -internal-listen; nil without (internal.go)
 }
 
 // New builds a node from cfg; Listen and Run start it.
@@ -77,6 +78,10 @@ func (n *Node) Listen() error {
 	if err != nil {
 		return err
 	}
+	if err := n.listenInternal(); err != nil {
+		ln.Close()
+		return err
+	}
 	n.ln = ln
 	return nil
 }
@@ -94,6 +99,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("edgehub node serving", "addr", n.ln.Addr().String(), "node", n.cfg.NodeID,
 		"auth", n.verify != nil, "bus", "memory", "ai", "in-process echo")
+	n.warnFileLimit()
+	n.serveInternal()
 	if n.verify == nil {
 		n.log.Warn("auth is off: every connection may join, publish and ask anything (set -secret to check tokens)")
 	}
@@ -129,6 +136,7 @@ func (n *Node) drain() error {
 	err := n.srv.Shutdown(ctx)
 	_ = n.ai.Close()
 	_ = n.bus.Close()
+	n.closeInternal(ctx)
 	n.log.Info("drained", "took", time.Since(start).Round(time.Millisecond).String(), "forced", left)
 	return err
 }

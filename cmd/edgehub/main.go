@@ -83,6 +83,7 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 	)
 	fs := flag.NewFlagSet("edgehub", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", node.DefaultListen, "address to serve WebSocket and HTTP on")
+	fs.StringVar(&cfg.InternalListen, "internal-listen", "", "address serving /metrics and /api/* alone, taking them off -listen (e.g. 127.0.0.1:9090)")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's id in the fleet (default: host name and a random suffix)")
 	fs.StringVar(&cfg.Secret, "secret", "", "HS256 key of client JWTs; without it the node runs without auth")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "no auth, even with -secret: every client may do anything (the demo default)")
