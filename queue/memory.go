@@ -9,14 +9,27 @@ import (
 
 // MemoryConfig tunes a Memory queue; the zero value means the defaults.
 type MemoryConfig struct {
-	Name    string        // the queue's name; "default"
-	Workers int           // concurrent jobs; 4
-	Timeout time.Duration // longest a job may run; 2 minutes
-	Retain  time.Duration // how long an ended job's answer stays for resume; 10 minutes
-	Backend Backend       // required
+	Workers    int           // concurrent jobs; 4
+	Timeout    time.Duration // longest a job may run; 2 minutes
+	Retain     time.Duration // how long an ended job's answer stays for resume; 10 minutes
+	Grace      time.Duration // how long a job whose asker left waits for a resume; DefaultGrace
+	MaxWaiting int           // jobs waiting for a worker beyond which Enqueue says ErrFull; DefaultMaxWaiting
+	MaxPerUser int           // jobs one user may have waiting or running (ErrUserLimit); DefaultMaxPerUser
+	Rules      *Rules        // routing; DefaultRules
+	Rooms      Rooms         // carries room answers; required for jobs with a Room
+	Backend    Backend       // required
 }
 
-// Memory is an in-process queue with its own worker goroutines.
+// Defaults shared by the queues.
+const (
+	DefaultGrace      = 10 * time.Second
+	DefaultMaxWaiting = 10000
+	DefaultMaxPerUser = 20
+)
+
+// Memory is an in-process queue with its own worker goroutines: the AI of
+// the single node. Its jobs' queue names come from the Rules (for the
+// metrics and the model), but one pool of workers takes them in order.
 type Memory struct {
 	cfg  MemoryConfig
 	sink Sink
@@ -24,6 +37,7 @@ type Memory struct {
 	mu      sync.Mutex
 	waiting []*memJob
 	jobs    map[string]*memJob
+	users   map[string]int // jobs waiting or running per owner
 	running int
 	avg     time.Duration // moving average of a job's run time, for wait estimates
 	closed  bool
@@ -34,21 +48,19 @@ type Memory struct {
 }
 
 type memJob struct {
-	job     Job
-	chunks  []Chunk
-	cancel  context.CancelFunc // set while running
-	ended   bool
-	failed  string
-	endedAt time.Time
+	job      Job
+	chunks   []Chunk
+	cancel   context.CancelFunc // set while running
+	ended    bool
+	failed   string
+	endedAt  time.Time
+	detached *time.Timer // the asker left: cancel unless attached again
 }
 
 // NewMemory starts a Memory queue whose workers report to sink.
 func NewMemory(cfg MemoryConfig, sink Sink) (*Memory, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("queue: a backend is required")
-	}
-	if cfg.Name == "" {
-		cfg.Name = "default"
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
@@ -59,13 +71,26 @@ func NewMemory(cfg MemoryConfig, sink Sink) (*Memory, error) {
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10 * time.Minute
 	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.MaxWaiting <= 0 {
+		cfg.MaxWaiting = DefaultMaxWaiting
+	}
+	if cfg.MaxPerUser <= 0 {
+		cfg.MaxPerUser = DefaultMaxPerUser
+	}
+	if cfg.Rules == nil {
+		cfg.Rules = DefaultRules()
+	}
 	q := &Memory{
-		cfg:  cfg,
-		sink: sink,
-		jobs: make(map[string]*memJob),
-		avg:  time.Second,
-		wake: make(chan struct{}, cfg.Workers),
-		stop: make(chan struct{}),
+		cfg:   cfg,
+		sink:  sink,
+		jobs:  make(map[string]*memJob),
+		users: make(map[string]int),
+		avg:   time.Second,
+		wake:  make(chan struct{}, cfg.Workers),
+		stop:  make(chan struct{}),
 	}
 	q.wg.Add(cfg.Workers + 1)
 	for range cfg.Workers {
@@ -83,23 +108,30 @@ func (q *Memory) Enqueue(_ context.Context, job *Job) (Ticket, error) {
 	if job.Created.IsZero() {
 		job.Created = time.Now()
 	}
-	job.Queue = q.cfg.Name
+	q.cfg.Rules.route(job)
+	job.Attempt = 1
 	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return Ticket{}, errors.New("queue: closed")
+	defer q.mu.Unlock()
+	switch {
+	case q.closed:
+		return Ticket{}, ErrClosed
+	case len(q.waiting) >= q.cfg.MaxWaiting:
+		return Ticket{}, ErrFull
+	case q.users[job.Owner] >= q.cfg.MaxPerUser:
+		return Ticket{}, ErrUserLimit
 	}
 	ahead := len(q.waiting)
 	t := Ticket{Position: ahead}
 	if q.running+ahead >= q.cfg.Workers {
 		// Every worker is busy: this job starts when the jobs ahead of it
-		// and one running job have finished, a worker's share at a time.
+		// and one running job have finished, a worker's share at a time,
+		// each taking the measured average.
 		t.EstimatedWait = time.Duration(ahead/q.cfg.Workers+1) * q.avg
 	}
 	j := &memJob{job: *job}
 	q.waiting = append(q.waiting, j)
 	q.jobs[job.ID] = j
-	q.mu.Unlock()
+	q.users[job.Owner]++
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -133,7 +165,10 @@ func (q *Memory) work() {
 		q.mu.Unlock()
 
 		start := time.Now()
-		q.run(ctx, j)
+		err := answer(ctx, q.cfg.Backend, &j.job, false, func(c Chunk) error { q.publish(j, c); return nil })
+		if err != nil {
+			q.end(j, failReason(ctx, err))
+		}
 		cancel()
 
 		q.mu.Lock()
@@ -143,32 +178,15 @@ func (q *Memory) work() {
 	}
 }
 
-// run streams one job. The chunk before the last is held back until the
-// next one arrives, so that the last chunk can carry Done.
-func (q *Memory) run(ctx context.Context, j *memJob) {
-	var held *Chunk
-	seq := 0
-	emit := func(content string) error {
-		if held != nil {
-			q.publish(j, *held)
-		}
-		held = &Chunk{Job: j.job.ID, Seq: seq, Content: content}
-		seq++
-		return ctx.Err()
+// failReason is what ai-error says of a job that stopped with err.
+func failReason(ctx context.Context, err error) string {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.Is(ctx.Err(), context.Canceled):
+		return ReasonCancelled
 	}
-	err := q.cfg.Backend.Stream(ctx, &j.job, emit)
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		q.fail(ctx, j, err)
-		return
-	}
-	if held == nil {
-		held = &Chunk{Job: j.job.ID} // an empty answer is one empty last chunk
-	}
-	held.Done = true
-	q.publish(j, *held)
+	return err.Error()
 }
 
 func (q *Memory) publish(j *memJob, c Chunk) {
@@ -179,21 +197,24 @@ func (q *Memory) publish(j *memJob, c Chunk) {
 	}
 	j.chunks = append(j.chunks, c)
 	if c.Done {
-		j.ended, j.endedAt, j.cancel = true, time.Now(), nil
+		q.finish(j, "")
 	}
 	q.mu.Unlock()
+	if j.job.Room != "" {
+		_ = q.cfg.Rooms.Relay(context.Background(), j.job.Room, ChunkFrame(&j.job, c))
+	}
 	q.sink.OnChunk(&j.job, c)
 }
 
-func (q *Memory) fail(ctx context.Context, j *memJob, err error) {
-	reason := err.Error()
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		reason = ReasonTimeout
-	case errors.Is(ctx.Err(), context.Canceled):
-		reason = ReasonCancelled
+// finish marks j ended; called with q.mu held.
+func (q *Memory) finish(j *memJob, reason string) {
+	j.ended, j.failed, j.endedAt, j.cancel = true, reason, time.Now(), nil
+	if j.detached != nil {
+		j.detached.Stop()
 	}
-	q.end(j, reason)
+	if q.users[j.job.Owner]--; q.users[j.job.Owner] <= 0 {
+		delete(q.users, j.job.Owner)
+	}
 }
 
 // end marks j ended and reports reason, once.
@@ -203,8 +224,11 @@ func (q *Memory) end(j *memJob, reason string) {
 		q.mu.Unlock()
 		return
 	}
-	j.ended, j.failed, j.endedAt = true, reason, time.Now()
+	q.finish(j, reason)
 	q.mu.Unlock()
+	if j.job.Room != "" {
+		_ = q.cfg.Rooms.Relay(context.Background(), j.job.Room, ErrorFrame(&j.job, reason))
+	}
 	q.sink.OnFailed(&j.job, reason)
 }
 
@@ -238,20 +262,66 @@ func (q *Memory) Answer(_ context.Context, id string, after int) (Answer, error)
 	if j == nil {
 		return Answer{}, ErrNotFound
 	}
-	a := Answer{Job: j.job, Ended: j.ended, Failed: j.failed}
-	if n := len(j.chunks); n > 0 {
-		last := j.chunks[n-1]
-		a.Last = &last
-		a.Chunks = append([]Chunk(nil), j.chunks[min(max(after+1, 0), n):]...)
+	return answerAfter(j.job, j.chunks, after, j.ended, j.failed), nil
+}
+
+// Attach implements Queue: one node holds every job, so it is Answer,
+// and it stops the grace timer of a Detach.
+func (q *Memory) Attach(ctx context.Context, id string, after int) (Answer, error) {
+	q.mu.Lock()
+	if j := q.jobs[id]; j != nil && j.detached != nil {
+		j.detached.Stop()
+		j.detached = nil
 	}
-	return a, nil
+	q.mu.Unlock()
+	return q.Answer(ctx, id, after)
+}
+
+// Detach implements Queue.
+func (q *Memory) Detach(_ context.Context, id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	j := q.jobs[id]
+	if j == nil || j.ended {
+		return nil
+	}
+	if j.detached != nil {
+		j.detached.Stop()
+	}
+	j.detached = time.AfterFunc(q.cfg.Grace, func() {
+		q.mu.Lock()
+		still := j.detached != nil && !j.ended
+		q.mu.Unlock()
+		if still {
+			_, _ = q.Cancel(context.Background(), id)
+		}
+	})
+	return nil
 }
 
 // Stats implements Queue.
 func (q *Memory) Stats(context.Context) ([]Stats, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return []Stats{{Queue: q.cfg.Name, Length: len(q.waiting), Pending: q.running, Consumers: q.cfg.Workers}}, nil
+	byName := map[string]*Stats{}
+	var out []Stats
+	for _, name := range q.cfg.Rules.Queues() {
+		out = append(out, Stats{Queue: name, Consumers: q.cfg.Workers})
+	}
+	for i := range out {
+		byName[out[i].Queue] = &out[i]
+	}
+	for _, j := range q.jobs {
+		s := byName[j.job.Queue]
+		switch {
+		case s == nil || j.ended:
+		case j.cancel != nil:
+			s.Pending++
+		default:
+			s.Length++
+		}
+	}
+	return out, nil
 }
 
 // expire forgets ended jobs after the retention time.
@@ -286,6 +356,9 @@ func (q *Memory) Close() error {
 	for _, j := range q.jobs {
 		if j.cancel != nil {
 			j.cancel()
+		}
+		if j.detached != nil {
+			j.detached.Stop()
 		}
 	}
 	q.mu.Unlock()
