@@ -22,21 +22,14 @@ type Hub struct {
 
 type hubShard struct {
 	mu    sync.RWMutex
-	rooms map[string]*hubRoom
-}
-
-// hubRoom keeps members in a slice for fast broadcast and an index for O(1)
-// removal.
-type hubRoom struct {
-	members []Member
-	index   map[Member]int
+	rooms map[string]*memberSet
 }
 
 // NewHub returns an empty Hub.
 func NewHub() *Hub {
 	h := &Hub{seed: maphash.MakeSeed()}
 	for i := range h.shards {
-		h.shards[i].rooms = make(map[string]*hubRoom)
+		h.shards[i].rooms = make(map[string]*memberSet)
 	}
 	return h
 }
@@ -53,16 +46,11 @@ func (h *Hub) Join(room string, m Member) (added, first bool) {
 	defer sh.mu.Unlock()
 	r := sh.rooms[room]
 	if r == nil {
-		r = &hubRoom{index: make(map[Member]int)}
+		r = &memberSet{}
 		sh.rooms[room] = r
 		first = true
 	}
-	if _, ok := r.index[m]; ok {
-		return false, false
-	}
-	r.index[m] = len(r.members)
-	r.members = append(r.members, m)
-	return true, first
+	return r.add(h.seed, m), first
 }
 
 // Leave removes m from room. removed is false when m was not a member; last
@@ -72,23 +60,10 @@ func (h *Hub) Leave(room string, m Member) (removed, last bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	r := sh.rooms[room]
-	if r == nil {
+	if r == nil || !r.remove(h.seed, m) {
 		return false, false
 	}
-	i, ok := r.index[m]
-	if !ok {
-		return false, false
-	}
-	end := len(r.members) - 1
-	if i != end {
-		moved := r.members[end]
-		r.members[i] = moved
-		r.index[moved] = i
-	}
-	r.members[end] = nil
-	r.members = r.members[:end]
-	delete(r.index, m)
-	if len(r.members) == 0 {
+	if r.len() == 0 {
 		delete(sh.rooms, room)
 		return true, true
 	}
@@ -101,11 +76,7 @@ func (h *Hub) IsMember(room string, m Member) bool {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	r := sh.rooms[room]
-	if r == nil {
-		return false
-	}
-	_, ok := r.index[m]
-	return ok
+	return r != nil && r.contains(h.seed, m)
 }
 
 // Broadcast hands frame to every member of room and returns how many took
@@ -136,15 +107,4 @@ func (h *Hub) Rooms() int {
 		sh.mu.RUnlock()
 	}
 	return n
-}
-
-// Members is the number of local members of room.
-func (h *Hub) Members(room string) int {
-	sh := h.shard(room)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	if r := sh.rooms[room]; r != nil {
-		return len(r.members)
-	}
-	return 0
 }

@@ -2,10 +2,23 @@ package fanout
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 )
+
+// members is the number of local members of room.
+func members(h *Hub, room string) int {
+	sh := h.shard(room)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if r := sh.rooms[room]; r != nil {
+		return r.len()
+	}
+	return 0
+}
 
 // recorder is a Member that keeps what it is sent.
 type recorder struct {
@@ -51,9 +64,9 @@ func TestHubJoinLeave(t *testing.T) {
 	}
 	for _, tc := range tcs {
 		ok, edge := tc.do()
-		if ok != tc.ok || edge != tc.edge || h.Rooms() != tc.rooms || h.Members("r") != tc.memb {
+		if ok != tc.ok || edge != tc.edge || h.Rooms() != tc.rooms || members(h, "r") != tc.memb {
 			t.Fatalf("%s: got (%v, %v) rooms=%d members=%d; want (%v, %v) rooms=%d members=%d",
-				tc.name, ok, edge, h.Rooms(), h.Members("r"), tc.ok, tc.edge, tc.rooms, tc.memb)
+				tc.name, ok, edge, h.Rooms(), members(h, "r"), tc.ok, tc.edge, tc.rooms, tc.memb)
 		}
 	}
 }
@@ -124,6 +137,144 @@ func TestHubBroadcastDoesNotAllocate(t *testing.T) {
 	frame := []byte("frame")
 	if allocs := testing.AllocsPerRun(100, func() { h.Broadcast("room", frame) }); allocs != 0 {
 		t.Fatalf("Broadcast to 1000 members allocated %.1f times; want 0", allocs)
+	}
+}
+
+// TestHubMatchesModel drives random joins and leaves of a few hundred
+// members over a few rooms, against a map of sets: every answer of Join,
+// Leave and IsMember, and who a broadcast reaches, must agree. Enough
+// members to grow and wrap each room's index and to move entries back on
+// deletion.
+func TestHubMatchesModel(t *testing.T) {
+	t.Parallel()
+	h := NewHub()
+	rng := rand.New(rand.NewPCG(1, 2))
+	ms := make([]*counter, 300)
+	for i := range ms {
+		ms[i] = &counter{}
+	}
+	rooms := []string{"a", "b", "c"}
+	model := map[string]map[*counter]bool{}
+	for op := range 50000 {
+		room, m := rooms[rng.IntN(len(rooms))], ms[rng.IntN(len(ms))]
+		in := model[room][m]
+		// Lean towards joins early and leaves late, so rooms fill and empty.
+		if rng.IntN(50000) > op {
+			added, first := h.Join(room, m)
+			if added == in || first != (len(model[room]) == 0) {
+				t.Fatalf("op %d: Join(%s) = (%v, %v) with member=%v size=%d", op, room, added, first, in, len(model[room]))
+			}
+			if model[room] == nil {
+				model[room] = map[*counter]bool{}
+			}
+			model[room][m] = true
+		} else {
+			removed, last := h.Leave(room, m)
+			if removed != in || last != (in && len(model[room]) == 1) {
+				t.Fatalf("op %d: Leave(%s) = (%v, %v) with member=%v size=%d", op, room, removed, last, in, len(model[room]))
+			}
+			delete(model[room], m)
+		}
+		if op%997 == 0 {
+			checkModel(t, h, rooms, ms, model)
+		}
+	}
+	checkModel(t, h, rooms, ms, model)
+}
+
+func checkModel(t *testing.T, h *Hub, rooms []string, ms []*counter, model map[string]map[*counter]bool) {
+	t.Helper()
+	for _, room := range rooms {
+		for _, m := range ms {
+			if got := h.IsMember(room, m); got != model[room][m] {
+				t.Fatalf("IsMember(%s) = %v, want %v", room, got, model[room][m])
+			}
+		}
+		before := make([]int64, len(ms))
+		for i, m := range ms {
+			before[i] = m.n.Load()
+		}
+		if n := h.Broadcast(room, nil); n != len(model[room]) {
+			t.Fatalf("Broadcast(%s) reached %d, want %d", room, n, len(model[room]))
+		}
+		for i, m := range ms {
+			want := int64(0)
+			if model[room][m] {
+				want = 1
+			}
+			if got := m.n.Load() - before[i]; got != want {
+				t.Fatalf("member %d of %s got %d frames, want %d", i, room, got, want)
+			}
+		}
+	}
+}
+
+// Once a room has grown, a member joining and leaving it allocates nothing.
+func TestHubJoinLeaveDoNotAllocate(t *testing.T) {
+	h := NewHub()
+	for range 1000 {
+		h.Join("room", &counter{})
+	}
+	m := &counter{}
+	allocs := testing.AllocsPerRun(100, func() {
+		h.Join("room", m)
+		h.Leave("room", m)
+	})
+	if allocs != 0 {
+		t.Fatalf("Join and Leave of a 1000-member room allocated %.1f times; want 0", allocs)
+	}
+}
+
+// idleRooms and idleMembers are the idle benchmark's membership: 18,000
+// connections spread over 100 rooms.
+const idleRooms, idleMembers = 100, 18000
+
+// joinIdle joins members to the idle run's rooms, one room each.
+func joinIdle(h *Hub, members []*counter) {
+	for i, m := range members {
+		h.Join(fmt.Sprintf("room-%d", i%idleRooms), m)
+	}
+}
+
+// heapBytes is the live heap after a collection.
+func heapBytes() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// TestHubBytesPerMember holds the Hub's memory per member of the idle run
+// (rooms, members slices, their index) under the ~63 bytes that a slice
+// plus a map[Member]int index cost. Not parallel: it reads the heap.
+func TestHubBytesPerMember(t *testing.T) {
+	members := make([]*counter, idleMembers)
+	for i := range members {
+		members[i] = &counter{}
+	}
+	h := NewHub()
+	before := heapBytes()
+	joinIdle(h, members)
+	perMember := float64(heapBytes()-before) / idleMembers
+	runtime.KeepAlive(h)
+	t.Logf("Hub: %.1f bytes per member (%d members in %d rooms)", perMember, idleMembers, idleRooms)
+	if perMember > 40 {
+		t.Fatalf("the Hub holds %.1f bytes per member; want <= 40", perMember)
+	}
+}
+
+// BenchmarkHubJoinLeave is one member joining and leaving a 10,000-member
+// room: the Hub's work in a reconnect storm.
+func BenchmarkHubJoinLeave(b *testing.B) {
+	h := NewHub()
+	for range 10000 {
+		h.Join("room", &counter{})
+	}
+	m := &counter{}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Join("room", m)
+		h.Leave("room", m)
 	}
 }
 

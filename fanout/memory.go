@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -9,44 +10,29 @@ import (
 
 // MemoryConfig tunes a Memory bus; the zero value means the defaults.
 type MemoryConfig struct {
-	// HistorySize is how many messages a room keeps at least.
+	NodeID string // this node's id, for SendToNode and the fleet view
+	// HistorySize is the most messages a room keeps.
 	HistorySize int
-	// HistoryTTL: messages younger than this are kept even past
-	// HistorySize (the protocol keeps whichever is more).
+	// HistoryTTL: no message older than this is kept.
 	HistoryTTL time.Duration
+	// RecoveryMax and RecoveryBytes bound what a join replays; beyond
+	// them the join is not recovered.
+	RecoveryMax   int
+	RecoveryBytes int
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
 
-// Memory is the Bus of a single node: rooms, offsets and history live in
-// the process and are lost with it (a restart gives every room a new epoch).
-type Memory struct {
-	cfg     MemoryConfig
-	deliver DeliverFunc
-	seed    maphash.Seed
-	shards  [hubShards]memShard
+// NewMemory returns the Bus of a single node: rooms, offsets and history
+// live in the process and are lost with it (a restart gives every room a
+// new epoch).
+func NewMemory(cfg MemoryConfig, recv Receiver) Bus {
+	m := newMemBroker(cfg)
+	m.start(newSyncBus(m, recv, m.cfg.HistorySize, syncLimits{RecoveryMax: m.cfg.RecoveryMax, RecoveryBytes: m.cfg.RecoveryBytes}))
+	return m.bus
 }
 
-type memShard struct {
-	mu    sync.Mutex
-	rooms map[string]*memRoom
-}
-
-// memRoom is one room's stream. Its lock is held while a message is
-// delivered, which is what orders deliveries and Attach callbacks.
-type memRoom struct {
-	mu     sync.Mutex
-	epoch  string
-	offset uint64
-	hist   []Message // hist[head:] is the history, oldest first
-	head   int
-	// unattended is when the last local member of a room without
-	// messages left; zero while it has members or messages.
-	unattended time.Time
-}
-
-// NewMemory returns a Memory bus that hands every message to deliver.
-func NewMemory(cfg MemoryConfig, deliver DeliverFunc) *Memory {
+func newMemBroker(cfg MemoryConfig) *memBroker {
 	if cfg.HistorySize <= 0 {
 		cfg.HistorySize = DefaultHistorySize
 	}
@@ -56,17 +42,56 @@ func NewMemory(cfg MemoryConfig, deliver DeliverFunc) *Memory {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Memory{cfg: cfg, deliver: deliver, seed: maphash.MakeSeed()}
+	m := &memBroker{cfg: cfg, seed: maphash.MakeSeed(), revoked: make(map[string]time.Time), stop: make(chan struct{})}
 	for i := range m.shards {
 		m.shards[i].rooms = make(map[string]*memRoom)
 	}
 	return m
 }
 
+// start hands the broker's live messages to bus and starts the sweep.
+func (m *memBroker) start(bus *syncBus) {
+	m.bus = bus
+	m.live = bus.live
+	m.wg.Add(1)
+	go m.sweepEvery(min(m.cfg.HistoryTTL/2, time.Minute))
+}
+
+// memBroker keeps rooms' streams in the process.
+type memBroker struct {
+	cfg    MemoryConfig
+	bus    *syncBus
+	live   func(*Message) // bus.live; tests put a lossy link in between
+	seed   maphash.Seed
+	shards [hubShards]memShard
+
+	mu      sync.Mutex
+	revoked map[string]time.Time // jti -> until
+	self    NodeInfo
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type memShard struct {
+	mu    sync.Mutex
+	rooms map[string]*memRoom
+}
+
+// memRoom is one room's stream. Its lock is held while a message is
+// handed to the sync layer, which orders a room's live messages.
+type memRoom struct {
+	mu     sync.Mutex
+	epoch  string
+	offset uint64
+	hist   []Message // hist[head:] is the history, oldest first
+	head   int
+}
+
 // lockRoom returns the room, created if need be, with its lock held. The
-// shard lock is taken first and kept until the room is locked, so Detach
-// cannot forget a room a publish is about to write to.
-func (m *Memory) lockRoom(name string) *memRoom {
+// shard lock is taken first and kept until the room is locked, so the
+// sweep cannot forget a room a publish is about to write to.
+func (m *memBroker) lockRoom(name string) *memRoom {
 	sh := &m.shards[maphash.String(m.seed, name)%hubShards]
 	sh.mu.Lock()
 	r := sh.rooms[name]
@@ -79,24 +104,22 @@ func (m *Memory) lockRoom(name string) *memRoom {
 	return r
 }
 
-// Publish implements Bus. data is copied.
-func (m *Memory) Publish(_ context.Context, room, from string, data []byte) (uint64, error) {
+func (m *memBroker) publish(_ context.Context, room, from string, data []byte) (Message, error) {
 	now := m.cfg.Now()
 	r := m.lockRoom(room)
 	defer r.mu.Unlock()
-	r.unattended = time.Time{}
 	r.offset++
-	msg := Message{Room: room, Offset: r.offset, From: from, Data: append([]byte(nil), data...), Time: now}
+	msg := Message{Room: room, Epoch: r.epoch, Offset: r.offset, From: from, Data: append([]byte(nil), data...), Time: now}
 	r.hist = append(r.hist, msg)
 	r.trim(m.cfg.HistorySize, now.Add(-m.cfg.HistoryTTL))
-	m.deliver(&msg)
-	return msg.Offset, nil
+	m.live(&msg)
+	return msg, nil
 }
 
-// trim drops the oldest messages while the room keeps more than size and
+// trim drops the oldest messages while the room keeps more than size or
 // the oldest is older than cutoff. Called with r.mu held.
 func (r *memRoom) trim(size int, cutoff time.Time) {
-	for len(r.hist)-r.head > size && r.hist[r.head].Time.Before(cutoff) {
+	for len(r.hist)-r.head > 0 && (len(r.hist)-r.head > size || r.hist[r.head].Time.Before(cutoff)) {
 		r.hist[r.head] = Message{}
 		r.head++
 	}
@@ -108,68 +131,126 @@ func (r *memRoom) trim(size int, cutoff time.Time) {
 	}
 }
 
-// Attach implements Bus. Deliveries of the room wait while fn runs.
-func (m *Memory) Attach(_ context.Context, room string, since *Position, fn func(History)) error {
+func (m *memBroker) read(_ context.Context, room string, after uint64, limit int) ([]Message, Position, error) {
 	r := m.lockRoom(room)
 	defer r.mu.Unlock()
-	r.unattended = time.Time{}
 	r.trim(m.cfg.HistorySize, m.cfg.Now().Add(-m.cfg.HistoryTTL))
-	h := History{Latest: Position{Epoch: r.epoch, Offset: r.offset}}
-	if since != nil {
-		h.Missed, h.Recovered = r.since(*since)
+	top := Position{Epoch: r.epoch, Offset: r.offset}
+	kept := r.hist[r.head:]
+	if limit == 0 || len(kept) == 0 || after >= r.offset {
+		return nil, top, nil
 	}
-	fn(h)
+	// Offsets are contiguous in the history, so the first message after
+	// `after` is found by arithmetic, not search.
+	start := 0
+	if after >= kept[0].Offset {
+		start = int(after + 1 - kept[0].Offset)
+	}
+	kept = kept[start:]
+	return append([]Message(nil), kept[:min(limit, len(kept))]...), top, nil
+}
+
+// sweepEvery frees the rooms without members whose history is empty.
+func (m *memBroker) sweepEvery(period time.Duration) {
+	defer m.wg.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.sweep()
+		}
+	}
+}
+
+func (m *memBroker) sweep() {
+	cutoff := m.cfg.Now().Add(-m.cfg.HistoryTTL)
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for name, r := range sh.rooms {
+			r.mu.Lock()
+			r.trim(m.cfg.HistorySize, cutoff)
+			if len(r.hist) == r.head && !m.bus.attached(name) {
+				delete(sh.rooms, name)
+			}
+			r.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// rooms is the number of rooms the broker holds.
+func (m *memBroker) rooms() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.rooms)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// In one process every room is subscribed by construction.
+func (m *memBroker) subscribe(context.Context, string) error { return nil }
+func (m *memBroker) unsubscribe(string)                      {}
+
+func (m *memBroker) relay(_ context.Context, room string, payload []byte) error {
+	m.bus.relayed(room, payload)
 	return nil
 }
 
-// since returns the retained messages after p, and whether they are all
-// the messages after p. Called with r.mu held.
-func (r *memRoom) since(p Position) ([]Message, bool) {
-	if p.Epoch != r.epoch || p.Offset > r.offset {
-		return nil, false
+var errUnknownNode = errors.New("fanout: no such node")
+
+func (m *memBroker) sendToNode(_ context.Context, node string, payload []byte) error {
+	if node != m.cfg.NodeID {
+		return errUnknownNode
 	}
-	kept := r.hist[r.head:]
-	if p.Offset == r.offset {
-		return nil, true
-	}
-	if len(kept) == 0 || kept[0].Offset > p.Offset+1 {
-		return nil, false // trimmed past the member's position
-	}
-	// Offsets are contiguous in the history, so the first missed message
-	// is found by arithmetic, not search.
-	return kept[p.Offset+1-kept[0].Offset:], true
+	m.bus.recv.Addressed(payload)
+	return nil
 }
 
-// Detach implements Bus. A room keeps its epoch and history after its
-// last local member leaves, so that a member coming back recovers. A room
-// that never had a message is forgotten once it has stayed unattended for
-// HistoryTTL (by a later Detach's sweep): joining rooms by the million must
-// not grow memory for ever, and a client that comes back after that long
-// to an empty room loses nothing by getting a new epoch.
-func (m *Memory) Detach(room string) {
+func (m *memBroker) ready(context.Context) error { return nil }
+
+func (m *memBroker) Register(_ context.Context, info NodeInfo) error {
+	m.mu.Lock()
+	m.self = info
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memBroker) Nodes(context.Context) ([]NodeInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return []NodeInfo{m.self}, nil
+}
+
+func (m *memBroker) Revoke(_ context.Context, jti string, ttl time.Duration) error {
 	now := m.cfg.Now()
-	r := m.lockRoom(room)
-	if r.offset == 0 && r.unattended.IsZero() {
-		r.unattended = now
-	}
-	r.mu.Unlock()
-	m.sweep(room, now)
-}
-
-// sweep forgets the unattended empty rooms of room's shard.
-func (m *Memory) sweep(room string, now time.Time) {
-	sh := &m.shards[maphash.String(m.seed, room)%hubShards]
-	cutoff := now.Add(-m.cfg.HistoryTTL)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	for name, r := range sh.rooms {
-		r.mu.Lock()
-		if r.offset == 0 && !r.unattended.IsZero() && r.unattended.Before(cutoff) {
-			delete(sh.rooms, name)
+	m.mu.Lock()
+	for j, until := range m.revoked {
+		if now.After(until) {
+			delete(m.revoked, j)
 		}
-		r.mu.Unlock()
 	}
+	m.revoked[jti] = now.Add(ttl)
+	m.mu.Unlock()
+	m.bus.recv.Addressed(revokePayload(jti))
+	return nil
 }
 
-// Close implements Bus.
-func (m *Memory) Close() error { return nil }
+func (m *memBroker) Revoked(_ context.Context, jti string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	until, ok := m.revoked[jti]
+	return ok && m.cfg.Now().Before(until), nil
+}
+
+func (m *memBroker) close() error {
+	close(m.stop)
+	m.wg.Wait()
+	return nil
+}
