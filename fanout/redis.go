@@ -341,6 +341,16 @@ func (b *redisBroker) subscribeChannel(ctx context.Context, sh *redisShard, chan
 			}
 		}
 	})
+	// A cancelled Receive only stops listening: the return hook sends
+	// SUNSUBSCRIBE on the connection that holds the subscription.
+	hook = rueidis.WithOnReceiveReturnHook(hook, func(err error, c rueidis.CommandClient) error {
+		if rctx.Err() != nil && b.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = c.Do(ctx, c.B().Sunsubscribe().Channel(channel).Build()).Error()
+		}
+		return err
+	})
 	failed := make(chan error, 1)
 	b.wg.Add(1)
 	go func() {
