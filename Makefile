@@ -12,7 +12,7 @@ ARGS     ?=
 # hdrhistogram stay out of the node's module graph).
 MODULES  := . bench
 
-.PHONY: run build deps test test-race test-short bench bench-full fuzz lint fmt clean
+.PHONY: run build deps test test-race test-short bench bench-full bench-k6 fuzz lint fmt clean
 
 ## run: build and start one node (no Redis, no auth, demo page at http://localhost:8080/)
 run: build
@@ -48,6 +48,10 @@ bench: build
 ## bench-full: the full load profile of bench/results (about 6 minutes)
 bench-full: build
 	bash scripts/bench-node.sh
+
+## bench-k6: a short profile of each k6 script (connect, chat, ai) against a node it starts (~1 minute)
+bench-k6: build
+	bash scripts/bench-k6.sh
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:
