@@ -95,7 +95,7 @@ func NewRedis(cfg RedisConfig, recv Receiver) (Bus, error) {
 	if len(urls) == 0 {
 		return nil, ErrNoRedis
 	}
-	b := &redisBroker{cfg: cfg, recv: recv, seed: maphash.MakeSeed(), subs: make(map[string]context.CancelFunc)}
+	b := &redisBroker{cfg: cfg, recv: recv, seed: maphash.MakeSeed(), subs: make(map[string]*subscription)}
 	b.ctx, b.stop = context.WithCancel(context.Background())
 	b.metrics = newRedisMetrics(cfg.Metrics, len(urls))
 	for i, u := range urls {
@@ -197,11 +197,17 @@ type redisBroker struct {
 	metrics *redisMetrics
 
 	mu   sync.Mutex
-	subs map[string]context.CancelFunc // channel -> stops its subscription
+	subs map[string]*subscription // by channel
 
 	ctx  context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+}
+
+// subscription is one channel's Receive loop.
+type subscription struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the loop, and its SUNSUBSCRIBE, are over
 }
 
 // redisMsg is one pub/sub message on its way to a processor.
@@ -352,9 +358,11 @@ func (b *redisBroker) subscribeChannel(ctx context.Context, sh *redisShard, chan
 		return err
 	})
 	failed := make(chan error, 1)
+	sub := &subscription{cancel: cancel, done: make(chan struct{})}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer close(sub.done)
 		for {
 			err := sh.sub.Receive(hook, sh.sub.B().Ssubscribe().Channel(channel).Build(), b.onMessage)
 			if rctx.Err() != nil {
@@ -384,20 +392,23 @@ func (b *redisBroker) subscribeChannel(ctx context.Context, sh *redisShard, chan
 		return fmt.Errorf("cannot subscribe to %s: %w", channel, ctx.Err())
 	}
 	b.mu.Lock()
-	b.subs[channel] = cancel
+	b.subs[channel] = sub
 	b.mu.Unlock()
 	sh.m.subscriptions.Inc()
 	return nil
 }
 
+// unsubscribe returns once Redis was told, so that a subscription made
+// next to the same channel cannot meet this one's SUNSUBSCRIBE.
 func (b *redisBroker) unsubscribe(room string) {
 	channel := b.key(room, "ch")
 	b.mu.Lock()
-	cancel := b.subs[channel]
+	sub := b.subs[channel]
 	delete(b.subs, channel)
 	b.mu.Unlock()
-	if cancel != nil {
-		cancel() // Receive unsubscribes and returns
+	if sub != nil {
+		sub.cancel()
+		<-sub.done
 		b.shardOf(room).m.subscriptions.Dec()
 	}
 }
