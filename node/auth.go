@@ -26,6 +26,7 @@ type grants struct {
 	rooms []string
 	pub   []string
 	ai    bool
+	jti   string // the token's id, for revocation; empty without one
 }
 
 func (g *grants) canJoin(room string) bool    { return g.all || matchAny(g.rooms, room) }
@@ -55,12 +56,16 @@ type verifier struct {
 	parser *jwt.Parser
 }
 
-func newVerifier(secret string) *verifier {
-	return &verifier{
-		key: []byte(secret),
-		// HS256 only: a token may not choose its own algorithm.
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()})),
+// newVerifier checks HS256 tokens signed with secret. Tokens must carry
+// exp unless allowNoExp: a token without one would be valid forever, and
+// a leaked one could never be retired short of changing the secret.
+func newVerifier(secret string, allowNoExp bool) *verifier {
+	// HS256 only: a token may not choose its own algorithm.
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()})}
+	if !allowNoExp {
+		opts = append(opts, jwt.WithExpirationRequired())
 	}
+	return &verifier{key: []byte(secret), parser: jwt.NewParser(opts...)}
 }
 
 // verify returns the user id and grants of a valid token.
@@ -76,7 +81,7 @@ func (v *verifier) verify(token string) (sub string, g grants, err error) {
 	if c.Subject == "" {
 		return "", g, errors.New("invalid token: no sub claim")
 	}
-	return c.Subject, grants{rooms: c.Rooms, pub: c.Pub, ai: c.AI}, nil
+	return c.Subject, grants{rooms: c.Rooms, pub: c.Pub, ai: c.AI, jti: c.ID}, nil
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" value.

@@ -24,9 +24,17 @@ type Config struct {
 	MaxConns       int           // WebSocket connections beyond which upgrades get 503; 100000
 	MaxMessage     int           // largest client message; 65536
 	MaxQueue       int           // outbound bytes queued per connection before close 1013; 1 MiB
+	SendBuffer     int           // SO_SNDBUF of every accepted socket; 64 KiB (netloop.DefaultSendBuffer); negative keeps the kernel's autotuning
+	CloseLinger    time.Duration // wait for the client's answer to our close frame; 2s
+	RequestTimeout time.Duration // bound on the bus and queue calls of one client request; 5s
+	AllowNoExp     bool          // accept tokens without an exp claim (by default they are refused)
 	Heartbeat      time.Duration // ping interval; 25s
 	DrainTimeout   time.Duration // longest a drain takes; 10s
-	HistorySize    int           // messages a room keeps at least for recovery; 1000
+	Redis          string        // -redis: comma-separated redis:// shards or one redis-cluster://; empty: a single node in memory
+	RedisPrefix    string        // prefix of every Redis key and channel; "eh"
+	HistorySize    int           // most messages a room keeps for recovery; 1000
+	HistoryTTL     time.Duration // no message older is kept; 10m
+	RecoveryMax    int           // most messages a join replays (more: recovered false); the history size
 	RateLimit      float64       // client messages per second per connection; 1000
 	RateBurst      int           // client messages a connection may send at once; 1000
 	MaxRooms       int           // rooms one connection may be in; 1000
@@ -37,14 +45,15 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultListen       = ":8080"
-	DefaultMaxConns     = 100000
-	DefaultDrainTimeout = 10 * time.Second
-	DefaultRateLimit    = 1000
-	DefaultMaxRooms     = 1000
-	DefaultAIWorkers    = 4
-	DefaultAITimeout    = 2 * time.Minute
-	DefaultEchoDelay    = 50 * time.Millisecond
+	DefaultListen         = ":8080"
+	DefaultMaxConns       = 100000
+	DefaultDrainTimeout   = 10 * time.Second
+	DefaultRateLimit      = 1000
+	DefaultMaxRooms       = 1000
+	DefaultAIWorkers      = 4
+	DefaultAITimeout      = 2 * time.Minute
+	DefaultEchoDelay      = 50 * time.Millisecond
+	DefaultRequestTimeout = 5 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -66,11 +75,20 @@ func (c Config) withDefaults() Config {
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = netloop.DefaultHeartbeat
 	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.HistorySize <= 0 {
 		c.HistorySize = fanout.DefaultHistorySize
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = fanout.DefaultHistoryTTL
+	}
+	if c.RecoveryMax <= 0 {
+		c.RecoveryMax = c.HistorySize
 	}
 	if c.RateLimit <= 0 {
 		c.RateLimit = DefaultRateLimit

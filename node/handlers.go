@@ -7,37 +7,45 @@ import (
 	"math"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/edgehub/edgehub/fanout"
+	"github.com/edgehub/edgehub/netloop"
 	"github.com/edgehub/edgehub/queue"
 )
 
-// A connection refused this many messages in a row by its rate limit is
-// abusing it, not bursting: it is closed with 1008.
-const maxLimitedInARow = 100
-
-// statusPolicyViolation (1008) closes a connection that abuses the rate limit.
-const statusPolicyViolation = 1008
-
 // handle serves one client message. It runs on netloop's pool, one message
 // at a time per connection.
+//
+// Every message counts against the rate limit, one that does not decode
+// included: answering garbage costs the node as much as answering a
+// request. Each request gets a context bounded by RequestTimeout, so a
+// stuck bus or queue holds a pool goroutine for that long at most and the
+// handler answers unavailable. The context ends when handle returns: work
+// that outlives the request (an AI job) must not keep it.
 func (n *Node) handle(s *session, msg []byte) {
 	var r request
-	if err := decode(msg, &r); err != nil {
+	err := decode(msg, &r)
+	if err != nil {
 		n.metrics.messageIn(nil)
-		s.sendError(r.id, codeBadRequest, err.Error())
-		return
+	} else {
+		n.metrics.messageIn(r.typ)
 	}
-	n.metrics.messageIn(r.typ)
-	if !s.allow(&n.cfg) {
+	if ok, abuse := s.allow(&n.cfg); !ok {
 		n.metrics.rateLimited.Inc()
-		if s.limited >= maxLimitedInARow {
-			s.conn.Close(statusPolicyViolation, "rate limit exceeded")
+		if abuse {
+			s.conn.Close(ws.StatusPolicyViolation, "rate limit exceeded")
 			return
 		}
 		s.sendError(r.id, codeRateLimited, fmt.Sprintf("more than %g messages per second", n.cfg.RateLimit))
 		return
 	}
-	ctx := context.Background()
+	if err != nil {
+		s.sendError(r.id, codeBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
 	switch string(r.typ) {
 	case "join":
 		n.join(ctx, s, &r)
@@ -95,11 +103,15 @@ func (n *Node) join(ctx context.Context, s *session, r *request) {
 	if member {
 		// Already receiving the room live: nothing was missed, so no
 		// history is replayed, and the position stands if it is of this
-		// epoch.
+		// epoch. Attach and Detach bracket the look, so the member count
+		// stays.
 		err = n.bus.Attach(ctx, room, nil, func(h fanout.History) {
 			recovered := since != nil && since.Epoch == h.Latest.Epoch && since.Offset <= h.Latest.Offset
 			s.send(joinedFrame(r.id, room, h.Latest, recovered))
 		})
+		if err == nil {
+			n.bus.Detach(room)
+		}
 	} else {
 		err = n.bus.Attach(ctx, room, since, func(h fanout.History) {
 			for i := range h.Missed {
@@ -143,11 +155,17 @@ func (n *Node) leave(s *session, r *request) {
 		return
 	}
 	if s.removeRoom(room) {
-		if _, last := n.hub.Leave(room, s.conn); last {
-			n.bus.Detach(room)
-		}
+		n.leaveRoom(s.conn, room)
 	}
 	s.send(encode(func(e *encoder) { e.begin("left").str("room", room).id(r.id) }))
+}
+
+// leaveRoom takes a connection out of a room: the Hub's member and the
+// Bus's count go together, for a leave and for a close alike.
+func (n *Node) leaveRoom(c *netloop.Conn, room string) {
+	if removed, _ := n.hub.Leave(room, c); removed {
+		n.bus.Detach(room)
+	}
 }
 
 func (n *Node) publish(ctx context.Context, s *session, r *request) {

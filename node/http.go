@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -25,6 +24,7 @@ func (n *Node) routes() *http.ServeMux {
 	mux.HandleFunc("POST /api/publish", n.withAPIKey(n.apiPublish))
 	mux.HandleFunc("GET /api/fleet", n.withAPIKey(n.apiFleet))
 	mux.HandleFunc("GET /api/queues", n.withAPIKey(n.apiQueues))
+	mux.HandleFunc("POST /api/revoke", n.withAPIKey(n.apiRevoke))
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
 	return n.splitInternal(mux)
@@ -53,9 +53,13 @@ func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz reports whether the node can serve: its dependencies answer (the
 // embedded node has none) and it is not draining.
-func (n *Node) readyz(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	if n.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	if err := n.bus.Ready(r.Context()); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -118,20 +122,6 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]uint64{"offset": offset})
-}
-
-// fleetNode is one node of GET /api/fleet.
-type fleetNode struct {
-	ID       string    `json:"id"`
-	Conns    int       `json:"conns"`
-	Rooms    int       `json:"rooms"`
-	Draining bool      `json:"draining"`
-	Started  time.Time `json:"started"`
-}
-
-func (n *Node) apiFleet(w http.ResponseWriter, _ *http.Request) {
-	self := fleetNode{ID: n.cfg.NodeID, Conns: n.srv.OpenConns(), Rooms: n.hub.Rooms(), Draining: n.draining.Load(), Started: n.started}
-	writeJSON(w, http.StatusOK, map[string][]fleetNode{"nodes": {self}})
 }
 
 func (n *Node) apiQueues(w http.ResponseWriter, r *http.Request) {

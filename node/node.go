@@ -44,12 +44,14 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	cfg = cfg.withDefaults()
 	n := &Node{cfg: cfg, log: log, hub: fanout.NewHub(), started: time.Now()}
 	if cfg.authEnabled() {
-		n.verify = newVerifier(cfg.Secret)
+		n.verify = newVerifier(cfg.Secret, cfg.AllowNoExp)
 	}
 	n.metrics = newNodeMetrics(n)
-	n.bus = fanout.NewMemory(fanout.MemoryConfig{HistorySize: cfg.HistorySize}, n.deliver)
 	n.relay = newRelay(n)
 	var err error
+	if n.bus, err = n.newBus(); err != nil {
+		return nil, err
+	}
 	n.ai, err = queue.NewMemory(queue.MemoryConfig{
 		Workers: cfg.AIWorkers,
 		Timeout: cfg.AITimeout,
@@ -63,6 +65,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		MaxQueue:       cfg.MaxQueue,
 		Heartbeat:      cfg.Heartbeat,
 		MaxRequestBody: cfg.MaxMessage,
+		SendBuffer:     cfg.SendBuffer,
+		CloseLinger:    cfg.CloseLinger,
 		Metrics:        n.metrics.set,
 	}, n)
 	if err != nil {
@@ -97,13 +101,20 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	bus := "memory"
+	if n.cfg.Redis != "" {
+		bus = "redis"
+	}
 	n.log.Info("edgehub node serving", "addr", n.ln.Addr().String(), "node", n.cfg.NodeID,
-		"auth", n.verify != nil, "bus", "memory", "ai", "in-process echo")
+		"auth", n.verify != nil, "bus", bus)
 	n.warnFileLimit()
 	n.serveInternal()
 	if n.verify == nil {
 		n.log.Warn("auth is off: every connection may join, publish and ask anything (set -secret to check tokens)")
 	}
+	regCtx, stopRegister := context.WithCancel(context.Background())
+	defer stopRegister()
+	go n.registerLoop(regCtx)
 	served := make(chan error, 1)
 	go func() { served <- n.srv.Serve(n.ln) }()
 	select {
@@ -171,6 +182,12 @@ func (n *Node) Authorize(up *netloop.Upgrade) (any, *netloop.Rejection) {
 	if err != nil {
 		return nil, &netloop.Rejection{Status: http.StatusUnauthorized, Reason: err.Error()}
 	}
+	switch revoked, err := n.revoked(g.jti); {
+	case err != nil:
+		return nil, &netloop.Rejection{Status: http.StatusServiceUnavailable, Reason: "cannot check the token now"}
+	case revoked:
+		return nil, &netloop.Rejection{Status: http.StatusUnauthorized, Reason: errRevoked.Error()}
+	}
 	s.user, s.grants = sub, &g
 	return s, nil
 }
@@ -211,24 +228,10 @@ func (n *Node) OnClose(c *netloop.Conn) {
 	s := c.Session().(*session)
 	rooms, jobs := s.detach()
 	for _, room := range rooms {
-		if _, last := n.hub.Leave(room, c); last {
-			n.bus.Detach(room)
-		}
+		n.leaveRoom(c, room)
 	}
 	n.relay.forget(c, jobs)
 }
 
 // ServeHTTP implements netloop.Handler.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.mux.ServeHTTP(w, r) }
-
-// deliver is the bus's DeliverFunc: one frame per message, shared by every
-// local member of the room.
-func (n *Node) deliver(m *fanout.Message) {
-	n.hub.Broadcast(m.Room, messageFrame(m))
-}
-
-func messageFrame(m *fanout.Message) []byte {
-	return encode(func(e *encoder) {
-		e.begin("message").str("room", m.Room).uint("offset", m.Offset).str("from", m.From).raw("data", m.Data)
-	})
-}

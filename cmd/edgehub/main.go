@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgehub/edgehub/netloop"
+	"github.com/edgehub/edgehub/fanout"
 	"github.com/edgehub/edgehub/node"
 )
 
@@ -87,14 +89,22 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's id in the fleet (default: host name and a random suffix)")
 	fs.StringVar(&cfg.Secret, "secret", "", "HS256 key of client JWTs; without it the node runs without auth")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "no auth, even with -secret: every client may do anything (the demo default)")
+	fs.BoolVar(&cfg.AllowNoExp, "allow-no-exp", false, "accept client tokens without an exp claim (refused by default: they would be valid forever)")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "bearer key of the HTTP API (/api/publish, /api/fleet, /api/queues)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated Origin patterns browsers may connect from (e.g. https://*.example.com); empty allows any")
 	fs.IntVar(&cfg.MaxConns, "max-conns", node.DefaultMaxConns, "WebSocket connections beyond which upgrades are answered 503")
 	fs.IntVar(&cfg.MaxMessage, "max-message", 65536, "largest client message in bytes (close 1009 beyond)")
 	fs.IntVar(&cfg.MaxQueue, "max-queue", 1<<20, "outbound bytes queued per connection before it is closed with 1013")
+	fs.IntVar(&cfg.SendBuffer, "sndbuf", netloop.DefaultSendBuffer, "SO_SNDBUF of every accepted socket in bytes (what a stalled client may hold in the kernel besides -max-queue); -1 keeps Linux's autotuning")
+	fs.DurationVar(&cfg.CloseLinger, "close-linger", netloop.DefaultCloseLinger, "how long to wait for a client's answer to the node's close frame before closing the socket (reset if the client left bytes unread)")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", node.DefaultRequestTimeout, "bound on the bus and queue calls of one client request (error unavailable beyond)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 25*time.Second, "ping interval; a client silent for two is closed")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", node.DefaultDrainTimeout, "longest a drain (SIGTERM) takes before exit")
-	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "messages each room keeps at least, for recovery")
+	fs.StringVar(&cfg.Redis, "redis", "", "Redis of the fleet: comma-separated redis://host:port shards, or redis-cluster://host:port; empty runs a single node in memory")
+	fs.StringVar(&cfg.RedisPrefix, "redis-prefix", fanout.DefaultRedisPrefix, "prefix of every Redis key and channel (fleets sharing one Redis need their own)")
+	fs.IntVar(&cfg.HistorySize, "history-size", fanout.DefaultHistorySize, "most messages each room keeps, for recovery")
+	fs.DurationVar(&cfg.HistoryTTL, "history-ttl", fanout.DefaultHistoryTTL, "no message older than this is kept for recovery")
+	fs.IntVar(&cfg.RecoveryMax, "recovery-max", 0, "most messages a join may replay; beyond, recovered false (default: -history-size)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", node.DefaultRateLimit, "client messages per second per connection")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", node.DefaultRateLimit, "client messages a connection may send in a burst")
 	fs.IntVar(&cfg.MaxRooms, "max-rooms", node.DefaultMaxRooms, "rooms one connection may be in")
