@@ -41,7 +41,7 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, c jwt.MapClaims) stri
 
 func TestVerify(t *testing.T) {
 	t.Parallel()
-	v := newVerifier("s3cret")
+	v := newVerifier("s3cret", false)
 	future := time.Now().Add(time.Hour).Unix()
 	good := jwt.MapClaims{"sub": "alice", "exp": future, "rooms": []string{"chat-*"}, "pub": []string{"chat-1"}, "ai": true}
 	sub, g, err := v.verify(sign(t, jwt.SigningMethodHS256, []byte("s3cret"), good))
@@ -54,14 +54,29 @@ func TestVerify(t *testing.T) {
 		"wrong key":    sign(t, jwt.SigningMethodHS256, []byte("other"), good),
 		"expired":      sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()}),
 		"no sub":       sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"exp": future}),
+		"no exp":       sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"sub": "alice"}),
 		"HS512":        sign(t, jwt.SigningMethodHS512, []byte("s3cret"), good),
 		"alg none":     sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good),
-		"not yet good": sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"sub": "a", "nbf": future}),
+		"not yet good": sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"sub": "a", "exp": future, "nbf": future}),
 	}
 	for name, token := range bad {
 		if _, _, err := v.verify(token); err == nil {
 			t.Fatalf("%s: accepted", name)
 		}
+	}
+}
+
+// -allow-no-exp accepts a token without exp, and still refuses an expired
+// one.
+func TestVerifyAllowNoExp(t *testing.T) {
+	t.Parallel()
+	v := newVerifier("s3cret", true)
+	if sub, _, err := v.verify(sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"sub": "bob"})); err != nil || sub != "bob" {
+		t.Fatalf("no exp with allowNoExp: %q, %v", sub, err)
+	}
+	expired := sign(t, jwt.SigningMethodHS256, []byte("s3cret"), jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(-time.Minute).Unix()})
+	if _, _, err := v.verify(expired); err == nil {
+		t.Fatal("expired token accepted with allowNoExp")
 	}
 }
 

@@ -5,8 +5,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"sync"
-
-	"golang.org/x/time/rate"
+	"time"
 
 	"github.com/edgehub/edgehub/netloop"
 )
@@ -20,8 +19,7 @@ type session struct {
 
 	// Touched only while handling this connection's messages, which netloop
 	// serialises.
-	limiter *rate.Limiter // created on the first message: idle connections carry none
-	limited int           // messages refused in a row by the rate limit
+	limiter *limiter // created on the first message: idle connections carry none
 
 	mu    sync.Mutex // rooms and jobs are also read when the connection closes
 	rooms []string
@@ -40,17 +38,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// allow applies the connection's rate limit to one message.
-func (s *session) allow(cfg *Config) bool {
+// allow applies the connection's rate limit to one message, valid or not.
+// abuse reports that the connection was refused more than RateBurst
+// messages within the last 10 s: it must be closed with 1008.
+func (s *session) allow(cfg *Config) (ok, abuse bool) {
+	now := time.Now()
 	if s.limiter == nil {
-		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
+		s.limiter = newLimiter(cfg, now)
 	}
-	if s.limiter.Allow() {
-		s.limited = 0
-		return true
-	}
-	s.limited++
-	return false
+	return s.limiter.allow(now)
 }
 
 func (s *session) inRoom(room string) bool {
