@@ -21,9 +21,13 @@ type session struct {
 	// serialises.
 	limiter *limiter // created on the first message: idle connections carry none
 
-	mu    sync.Mutex // rooms and jobs are also read when the connection closes
-	rooms []string
-	jobs  []string // AI jobs whose chunks this connection receives
+	mu sync.Mutex // rooms and jobs are also read when the connection closes
+	// The rooms: nearly every connection is in one, which room holds with
+	// no allocation; more holds the others, if any. "" is no room (a room
+	// name is never empty).
+	room string
+	more *[]string
+	jobs []string // AI jobs whose chunks this connection receives
 }
 
 func newSession() *session {
@@ -52,31 +56,65 @@ func (s *session) allow(cfg *Config) (ok, abuse bool) {
 func (s *session) inRoom(room string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Contains(s.rooms, room)
+	return room != "" && s.room == room || s.more != nil && slices.Contains(*s.more, room)
 }
 
 func (s *session) roomCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.rooms)
+	n := 0
+	if s.room != "" {
+		n = 1
+	}
+	if s.more != nil {
+		n += len(*s.more)
+	}
+	return n
 }
 
+// addRoom records room, which the session is not in yet.
 func (s *session) addRoom(room string) {
 	s.mu.Lock()
-	s.rooms = append(s.rooms, room)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	switch {
+	case s.room == "":
+		s.room = room
+	case s.more == nil:
+		s.more = &[]string{room}
+	default:
+		*s.more = append(*s.more, room)
+	}
 }
 
 // removeRoom reports whether the session was in room.
 func (s *session) removeRoom(room string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.Index(s.rooms, room)
+	if room != "" && s.room == room {
+		s.room = ""
+		if s.more != nil { // keep room filled while there are others
+			last := len(*s.more) - 1
+			s.room = (*s.more)[last]
+			s.dropMore(last)
+		}
+		return true
+	}
+	if s.more == nil {
+		return false
+	}
+	i := slices.Index(*s.more, room)
 	if i < 0 {
 		return false
 	}
-	s.rooms = slices.Delete(s.rooms, i, i+1)
+	s.dropMore(i)
 	return true
+}
+
+// dropMore removes (*s.more)[i], and more itself once empty.
+func (s *session) dropMore(i int) {
+	if *s.more = slices.Delete(*s.more, i, i+1); len(*s.more) == 0 {
+		s.more = nil
+	}
 }
 
 func (s *session) addJob(id string) {
@@ -99,8 +137,14 @@ func (s *session) removeJob(id string) {
 func (s *session) detach() (rooms, jobs []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rooms, jobs = s.rooms, s.jobs
-	s.rooms, s.jobs = nil, nil
+	if s.more != nil {
+		rooms = *s.more
+	}
+	if s.room != "" {
+		rooms = append(rooms, s.room)
+	}
+	jobs = s.jobs
+	s.room, s.more, s.jobs = "", nil, nil
 	return rooms, jobs
 }
 
