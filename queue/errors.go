@@ -15,6 +15,9 @@ var (
 	// ErrTransient marks a backend error worth another attempt: a 429,
 	// a 5xx, an unreachable server, before any text came.
 	ErrTransient = errors.New("transient backend error")
+	// ErrLost is wrapped by an Enqueue error that came after accepted:
+	// the asker was told "queued", and must now be told the job failed.
+	ErrLost = errors.New("the question was lost on its way to the queue")
 	// ErrClosed is returned by a queue that was closed.
 	ErrClosed = errors.New("queue: closed")
 )

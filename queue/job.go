@@ -103,7 +103,10 @@ type Rooms interface {
 type Queue interface {
 	// Enqueue routes job to a queue and accepts it (ID and Created are
 	// filled in when empty). ErrFull and ErrUserLimit refuse it.
-	Enqueue(ctx context.Context, job *Job) (Ticket, error)
+	// accepted is called with the job's place before any worker can take
+	// it, so that "queued" reaches the asker before the first chunk; an
+	// error after accepted (ErrLost) means the job was lost on the way.
+	Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) error
 	// Cancel stops a waiting or running job; ErrNotFound when it is
 	// unknown or finished. The Sink hears of the end.
 	Cancel(ctx context.Context, id string) (*Job, error)

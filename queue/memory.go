@@ -101,7 +101,7 @@ func NewMemory(cfg MemoryConfig, sink Sink) (*Memory, error) {
 }
 
 // Enqueue implements Queue.
-func (q *Memory) Enqueue(_ context.Context, job *Job) (Ticket, error) {
+func (q *Memory) Enqueue(_ context.Context, job *Job, accepted func(Ticket)) error {
 	if job.ID == "" {
 		job.ID = NewID()
 	}
@@ -114,11 +114,11 @@ func (q *Memory) Enqueue(_ context.Context, job *Job) (Ticket, error) {
 	defer q.mu.Unlock()
 	switch {
 	case q.closed:
-		return Ticket{}, ErrClosed
+		return ErrClosed
 	case len(q.waiting) >= q.cfg.MaxWaiting:
-		return Ticket{}, ErrFull
+		return ErrFull
 	case q.users[job.Owner] >= q.cfg.MaxPerUser:
-		return Ticket{}, ErrUserLimit
+		return ErrUserLimit
 	}
 	ahead := len(q.waiting)
 	t := Ticket{Position: ahead}
@@ -128,6 +128,7 @@ func (q *Memory) Enqueue(_ context.Context, job *Job) (Ticket, error) {
 		// each taking the measured average.
 		t.EstimatedWait = time.Duration(ahead/q.cfg.Workers+1) * q.avg
 	}
+	accepted(t) // under q.mu: no worker sees the job yet
 	j := &memJob{job: *job}
 	q.waiting = append(q.waiting, j)
 	q.jobs[job.ID] = j
@@ -136,7 +137,7 @@ func (q *Memory) Enqueue(_ context.Context, job *Job) (Ticket, error) {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	return t, nil
+	return nil
 }
 
 func (q *Memory) work() {

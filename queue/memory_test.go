@@ -62,6 +62,16 @@ func newQueue(t *testing.T, cfg MemoryConfig, s Sink) *Memory {
 	return q
 }
 
+// enqueue adds job and returns its ticket.
+func enqueue(t *testing.T, q Queue, job *Job) Ticket {
+	t.Helper()
+	var ticket Ticket
+	if err := q.Enqueue(context.Background(), job, func(tk Ticket) { ticket = tk }); err != nil {
+		t.Fatal(err)
+	}
+	return ticket
+}
+
 func contents(cs []Chunk) []string {
 	var out []string
 	for _, c := range cs {
@@ -84,9 +94,7 @@ func TestEchoAnswersWordByWord(t *testing.T) {
 		s := newSink()
 		q := newQueue(t, MemoryConfig{Backend: Echo{Delay: time.Millisecond}}, s)
 		job := &Job{Message: tc.question, Owner: "u"}
-		if _, err := q.Enqueue(context.Background(), job); err != nil {
-			t.Fatal(err)
-		}
+		enqueue(t, q, job)
 		s.waitEnd(t, job.ID)
 		got := s.chunks[job.ID]
 		if !slices.Equal(contents(got), tc.want) {
@@ -109,7 +117,7 @@ func TestAnswerAfterSeq(t *testing.T) {
 	s := newSink()
 	q := newQueue(t, MemoryConfig{Backend: Echo{}}, s)
 	job := &Job{Message: "a b c d"}
-	q.Enqueue(context.Background(), job)
+	enqueue(t, q, job)
 	s.waitEnd(t, job.ID)
 	for after, want := range map[int][]string{-1: {"a", "b", "c", "d"}, 1: {"c", "d"}, 3: nil, 10: nil} {
 		a, err := q.Answer(context.Background(), job.ID, after)
@@ -128,8 +136,8 @@ func TestCancel(t *testing.T) {
 	q := newQueue(t, MemoryConfig{Workers: 1, Backend: Echo{Delay: 50 * time.Millisecond}}, s)
 	running := &Job{Message: "a b c d e f g h i j k l m n o p"}
 	waiting := &Job{Message: "never asked"}
-	q.Enqueue(context.Background(), running)
-	q.Enqueue(context.Background(), waiting)
+	enqueue(t, q, running)
+	enqueue(t, q, waiting)
 	if _, err := q.Cancel(context.Background(), waiting.ID); err != nil {
 		t.Fatalf("cancel a waiting job: %v", err)
 	}
@@ -156,7 +164,7 @@ func TestTimeout(t *testing.T) {
 	s := newSink()
 	q := newQueue(t, MemoryConfig{Timeout: 30 * time.Millisecond, Backend: Echo{Delay: time.Second}}, s)
 	job := &Job{Message: "slow slow slow"}
-	q.Enqueue(context.Background(), job)
+	enqueue(t, q, job)
 	s.waitEnd(t, job.ID)
 	if s.failed[job.ID] != ReasonTimeout {
 		t.Fatalf("failed = %q, want %q", s.failed[job.ID], ReasonTimeout)
@@ -174,7 +182,7 @@ func TestBackendErrorFailsTheJob(t *testing.T) {
 	s := newSink()
 	q := newQueue(t, MemoryConfig{Backend: failing{}}, s)
 	job := &Job{Message: "x"}
-	q.Enqueue(context.Background(), job)
+	enqueue(t, q, job)
 	s.waitEnd(t, job.ID)
 	if s.failed[job.ID] != "backend unavailable" {
 		t.Fatalf("failed = %q", s.failed[job.ID])
@@ -188,10 +196,7 @@ func TestPositionAndStats(t *testing.T) {
 	var ids []string
 	for i := range 3 {
 		job := &Job{Message: "a b"}
-		ticket, err := q.Enqueue(context.Background(), job)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ticket := enqueue(t, q, job)
 		ids = append(ids, job.ID)
 		if i == 0 && (ticket.Position != 0 || ticket.EstimatedWait != 0) {
 			t.Fatalf("first job with an idle worker: %+v", ticket)
@@ -201,10 +206,112 @@ func TestPositionAndStats(t *testing.T) {
 		}
 	}
 	st, _ := q.Stats(context.Background())
-	if len(st) != 1 || st[0].Queue != "default" || st[0].Consumers != 1 || st[0].Length+st[0].Pending != 3 {
+	total := 0
+	for _, s := range st {
+		total += s.Length + s.Pending
+		if s.Consumers != 1 {
+			t.Fatalf("Stats = %+v", st)
+		}
+	}
+	if len(st) != len(DefaultRules().Queues()) || total != 3 {
 		t.Fatalf("Stats = %+v", st)
 	}
 	for _, id := range ids {
 		s.waitEnd(t, id)
+	}
+}
+
+func TestMemoryCapsWaitingAndPerUser(t *testing.T) {
+	t.Parallel()
+	s := newSink()
+	q := newQueue(t, MemoryConfig{Workers: 1, MaxWaiting: 3, MaxPerUser: 2, Backend: Echo{Delay: time.Hour}}, s)
+	add := func(owner string) error {
+		return q.Enqueue(context.Background(), &Job{Message: "a b", Owner: owner}, func(Ticket) {})
+	}
+	// One running (it waits an hour between its words), then the waiting ones.
+	if err := add("u1"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for { // the first job leaves the waiting line when the worker takes it
+		st, _ := q.Stats(context.Background())
+		pending := 0
+		for _, x := range st {
+			pending += x.Pending
+		}
+		if pending == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := add("u1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("u1"); !errors.Is(err, ErrUserLimit) {
+		t.Fatalf("a third job of one user: %v, want ErrUserLimit", err)
+	}
+	for _, owner := range []string{"u2", "u3"} {
+		if err := add(owner); err != nil {
+			t.Fatalf("waiting job of %s: %v", owner, err)
+		}
+	}
+	if err := add("u4"); !errors.Is(err, ErrFull) {
+		t.Fatalf("a fourth waiting job: %v, want ErrFull", err)
+	}
+}
+
+// relayed records what a queue sends to rooms.
+type relayed struct {
+	mu  sync.Mutex
+	got map[string][]string
+}
+
+func (r *relayed) Relay(_ context.Context, room string, payload []byte) error {
+	r.mu.Lock()
+	r.got[room] = append(r.got[room], string(payload))
+	r.mu.Unlock()
+	return nil
+}
+
+func TestMemoryRoomAnswersGoThroughTheRooms(t *testing.T) {
+	t.Parallel()
+	s := newSink()
+	rooms := &relayed{got: map[string][]string{}}
+	q := newQueue(t, MemoryConfig{Backend: Echo{}, Rooms: rooms}, s)
+	job := &Job{Message: "hi there", Room: "r1"}
+	enqueue(t, q, job)
+	s.waitEnd(t, job.ID)
+	rooms.mu.Lock()
+	defer rooms.mu.Unlock()
+	want := []string{
+		`{"type":"ai-chunk","job":"` + job.ID + `","seq":0,"content":"hi","done":false,"room":"r1"}`,
+		`{"type":"ai-chunk","job":"` + job.ID + `","seq":1,"content":"there","done":true,"room":"r1"}`,
+	}
+	if !slices.Equal(rooms.got["r1"], want) {
+		t.Fatalf("relayed %q, want %q", rooms.got["r1"], want)
+	}
+}
+
+func TestMemoryDetachCancelsAfterTheGrace(t *testing.T) {
+	t.Parallel()
+	s := newSink()
+	q := newQueue(t, MemoryConfig{Grace: 20 * time.Millisecond, Backend: Echo{Delay: time.Hour}}, s)
+	kept, left := &Job{Message: "a b"}, &Job{Message: "a b"}
+	enqueue(t, q, kept)
+	enqueue(t, q, left)
+	ctx := context.Background()
+	q.Detach(ctx, kept.ID)
+	q.Detach(ctx, left.ID)
+	if _, err := q.Attach(ctx, kept.ID, -1); err != nil {
+		t.Fatal(err)
+	}
+	s.waitEnd(t, left.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed[left.ID] != ReasonCancelled {
+		t.Fatalf("the detached job: %q, want cancelled", s.failed[left.ID])
+	}
+	if _, ok := s.failed[kept.ID]; ok {
+		t.Fatal("the job attached again was cancelled")
 	}
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -71,7 +72,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig, sink Sink) (*Redis, error) {
 
 // Enqueue implements Queue: the job's hash first, then its stream entry,
 // so a worker never takes a job without its hash.
-func (q *Redis) Enqueue(ctx context.Context, job *Job) (Ticket, error) {
+func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) error {
 	c := q.cfg.Client
 	if job.ID == "" {
 		job.ID = NewID()
@@ -86,10 +87,10 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job) (Ticket, error) {
 	}
 	st, err := groupInfo(ctx, c, q.k.jobs(job.Queue))
 	if err != nil {
-		return Ticket{}, err
+		return err
 	}
 	if st.Length >= q.cfg.MaxWaiting {
-		return Ticket{}, ErrFull
+		return ErrFull
 	}
 	fields := jobFields(job)
 	hkey := q.k.job(job.ID)
@@ -100,22 +101,23 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job) (Ticket, error) {
 	res := c.DoMulti(ctx, set.Build(), c.B().Pexpire().Key(hkey).Milliseconds(q.cfg.Retain.Milliseconds()).Build())
 	for _, r := range res {
 		if err := r.Error(); err != nil {
-			return Ticket{}, err
+			return err
 		}
 	}
+	t := Ticket{Position: st.Length}
+	if perSec := q.throughput(ctx, job.Queue); perSec > 0 {
+		t.EstimatedWait = time.Duration(float64(st.Length+1) / perSec * float64(time.Second))
+	}
+	accepted(t) // before the XADD: no worker has the job yet
 	add := c.B().Xadd().Key(q.k.jobs(job.Queue)).Maxlen().Almost().Threshold(strconv.FormatInt(q.cfg.MaxLen, 10)).Id("*").
 		FieldValue().FieldValue("msg", job.Message)
 	for i := 0; i < len(fields); i += 2 {
 		add = add.FieldValue(fields[i], fields[i+1])
 	}
 	if err := c.Do(ctx, add.Build()).Error(); err != nil {
-		return Ticket{}, err
+		return fmt.Errorf("%w: %v", ErrLost, err)
 	}
-	t := Ticket{Position: st.Length}
-	if perSec := q.throughput(ctx, job.Queue); perSec > 0 {
-		t.EstimatedWait = time.Duration(float64(st.Length+1) / perSec * float64(time.Second))
-	}
-	return t, nil
+	return nil
 }
 
 // throughput is the jobs per second the queue finished over the last
