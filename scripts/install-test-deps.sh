@@ -2,6 +2,8 @@
 # Installs what edgehub's end-to-end tests need on a fresh Debian bookworm
 # (run as root; Go is assumed installed). Idempotent and quiet on success:
 #   - redis-server and chromium from Debian (redis is NOT started as a service)
+#   - haproxy, nginx and openssl from Debian, for the local fleet behind a
+#     balancer (scripts/fleet; not started as services either)
 #   - the Node test clients (ws, playwright-core) via `npm ci` in scripts/e2e
 #   - k6 via scripts/install-k6.sh when that script exists
 set -euo pipefail
@@ -30,12 +32,18 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# haproxy and nginx live in /usr/sbin, which a non-root PATH may lack.
+PATH=$PATH:/usr/sbin
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
 	[[ $(id -u) -eq 0 ]] || fail "need root to install: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	run apt-get update
-	# policy-rc.d keeps the package's init script from starting redis as a service.
+	# policy-rc.d keeps the packages' init scripts from starting redis,
+	# haproxy and nginx as services.
 	policy=/usr/sbin/policy-rc.d
 	made_policy=0
 	if [[ ! -e $policy ]]; then
@@ -46,7 +54,7 @@ if ((${#missing[@]})); then
 		fail "apt-get install ${missing[*]} failed"
 	}
 	((made_policy)) && rm -f "$policy"
-	for c in redis-server chromium node npm; do
+	for c in redis-server chromium node npm haproxy nginx openssl; do
 		command -v "$c" >/dev/null 2>&1 || fail "$c still missing after apt-get install"
 	done
 fi
