@@ -34,6 +34,16 @@ func mint(t testing.TB, secret, sub string, ttl time.Duration, rooms, pub []stri
 	return s
 }
 
+// mintNoExp signs a token for sub without an exp claim.
+func mintNoExp(t testing.TB, secret, sub string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "rooms": []string{"*"}}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // dialToken connects with ?token=tok.
 func dialToken(t testing.TB, n *edgehubtest.Node, tok string) *wsClient {
 	t.Helper()
@@ -58,6 +68,8 @@ func TestAuth(t *testing.T) {
 			{"expired", "token=" + mint(t, testSecret, "old", -time.Minute, rooms, pub, true), ""},
 			{"expired-header", "", "Bearer " + mint(t, testSecret, "old", -time.Minute, rooms, pub, true)},
 			{"bad-header", "", "Bearer " + mint(t, "another-secret", "mallory", time.Hour, rooms, pub, true)},
+			// exp is required unless the node runs with -allow-no-exp.
+			{"no-exp", "token=" + mintNoExp(t, testSecret, "forever"), ""},
 		} {
 			r := rawDial(t, n.Addr)
 			path := "/ws"
@@ -150,4 +162,20 @@ func TestAuth(t *testing.T) {
 			t.Errorf("bob got %s", got[0])
 		}
 	})
+}
+
+// -allow-no-exp accepts a token without exp, and still refuses an expired
+// one.
+func TestAuthAllowNoExp(t *testing.T) {
+	t.Parallel()
+	n := edgehubtest.Start(t, "-secret", testSecret, "-allow-no-exp")
+	c := dialToken(t, n, mintNoExp(t, testSecret, "forever"))
+	if u := c.welcome.str(t, "user"); u != "forever" {
+		t.Errorf("welcome user %q, want forever", u)
+	}
+	c.join(t, uniqueRoom("any"))
+	_, err := dialWS(t, n, "token="+url.QueryEscape(mint(t, testSecret, "old", -time.Minute, nil, nil, false)), nil)
+	if err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("expired token with -allow-no-exp: %v, want a 401 refusal", err)
+	}
 }

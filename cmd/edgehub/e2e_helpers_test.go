@@ -219,15 +219,10 @@ func uniqueRoom(prefix string) string {
 
 type wsClient struct {
 	conn    net.Conn
-	rw      io.ReadWriter // reads through the dialer's buffered reader, if any
+	rd      *bufio.Reader // over the dialer's buffered reader, if any, then conn
 	welcome *msg
 	mu      sync.Mutex // serializes writes
 	closed  bool
-}
-
-type readWriter struct {
-	io.Reader
-	io.Writer
 }
 
 // dial connects to n's /ws without credentials and reads the welcome.
@@ -258,9 +253,9 @@ func dialWS(t testing.TB, n *edgehubtest.Node, query string, header http.Header)
 	if err != nil {
 		return nil, err
 	}
-	c := &wsClient{conn: conn, rw: readWriter{conn, conn}}
+	c := &wsClient{conn: conn, rd: bufio.NewReader(conn)}
 	if br != nil {
-		c.rw = readWriter{io.MultiReader(br, conn), conn}
+		c.rd = bufio.NewReader(io.MultiReader(br, conn))
 	}
 	t.Cleanup(c.close)
 	w, err := c.read(readTimeout)
@@ -287,19 +282,73 @@ func (c *wsClient) close() {
 	_ = c.conn.Close()
 }
 
-// read returns the next text message, answering pings on the way.
+// read returns the next text message, answering pings on the way. A close
+// frame from the server is answered and returned as a wsutil.ClosedError.
+//
+// Frames are read raw (ws.ReadHeader), not with wsutil's readers: those
+// refuse a close code gobwas does not know as "not defined in spec", and
+// 1013 (slow consumer, registered after RFC 6455) is one of them, so a
+// client built on them cannot see why it was cut off.
 func (c *wsClient) read(timeout time.Duration) (*msg, error) {
 	if err := c.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
-	data, op, err := wsutil.ReadServerData(c.rw)
-	if err != nil {
-		return nil, err
+	var (
+		op   ws.OpCode
+		data []byte
+	)
+	for {
+		h, err := ws.ReadHeader(c.rd)
+		if err != nil {
+			return nil, err
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.rd, p); err != nil {
+			return nil, err
+		}
+		if h.Masked {
+			return nil, errors.New("server frame is masked (RFC 6455 §5.1 forbids it)")
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			if err := c.writeFrame(ws.NewPongFrame(p)); err != nil {
+				return nil, err
+			}
+			continue
+		case ws.OpPong:
+			continue
+		case ws.OpClose:
+			code, reason := frame.ParseClose(p)
+			var body []byte // echo the code, as RFC 6455 §5.5.1 suggests
+			if code != ws.StatusNoStatusRcvd {
+				body = ws.NewCloseFrameBody(code, "")
+			}
+			_ = c.writeFrame(ws.NewCloseFrame(body))
+			return nil, wsutil.ClosedError{Code: code, Reason: reason}
+		case ws.OpContinuation:
+		default:
+			op = h.OpCode
+		}
+		data = append(data, p...)
+		if !h.Fin {
+			continue
+		}
+		if op != ws.OpText {
+			return nil, fmt.Errorf("got a frame with opcode %v, want text", op)
+		}
+		return parseMsg(data)
 	}
-	if op != ws.OpText {
-		return nil, fmt.Errorf("got a frame with opcode %v, want text", op)
+}
+
+// writeFrame masks f and writes it.
+func (c *wsClient) writeFrame(f ws.Frame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("closed")
 	}
-	return parseMsg(data)
+	_ = c.conn.SetWriteDeadline(time.Now().Add(readTimeout))
+	return ws.WriteFrame(c.conn, ws.MaskFrameInPlace(f))
 }
 
 // next reads the next message or fails the test.
@@ -313,7 +362,7 @@ func (c *wsClient) next(t testing.TB) *msg {
 }
 
 // expect reads the next message and fails the test unless it has type typ.
-// WebSocket pings are answered and skipped by wsutil.
+// WebSocket pings are answered and skipped by read.
 func (c *wsClient) expect(t testing.TB, typ string) *msg {
 	t.Helper()
 	m := c.next(t)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/edgehub/edgehub/cmd/edgehub/edgehubtest"
 )
 
@@ -346,11 +348,26 @@ func TestRecovery(t *testing.T) {
 		recoverCase(t, edgehubtest.Start(t), 5, 5)
 	})
 
-	// With -history-size 3 the 10-minute rule still keeps all 5 missed
-	// messages: history keeps whichever is more.
-	t.Run("history-size-3-young", func(t *testing.T) {
+	// History keeps at most -history-size messages, and a recovery of
+	// more than -recovery-max (default: the history size) is refused:
+	// recovered false, nothing replayed.
+	t.Run("history-size-3", func(t *testing.T) {
 		t.Parallel()
-		recoverCase(t, edgehubtest.Start(t, "-history-size", "3"), 2, 5)
+		n := edgehubtest.Start(t, "-history-size", "3")
+		recoverCase(t, n, 2, 3)
+
+		room := uniqueRoom("recover")
+		pub, b := dial(t, n), dial(t, n)
+		epoch := b.join(t, room).str(t, "epoch")
+		last := publishN(t, pub, room, "old", 1)[0]
+		b.close()
+		offs := publishN(t, pub, room, "new", 5)
+		b2 := dial(t, n)
+		b2.sendJSON(t, map[string]any{"type": "join", "room": room, "since": map[string]any{"epoch": epoch, "offset": last}})
+		jr := b2.expect(t, "joined")
+		if jr.boolean(t, "recovered") || jr.num(t, "offset") != offs[len(offs)-1] {
+			t.Errorf("5 missed with -history-size 3: %s, want recovered false at offset %d and nothing replayed", jr, offs[len(offs)-1])
+		}
 	})
 
 	t.Run("wrong-epoch-and-up-to-date", func(t *testing.T) {
@@ -584,6 +601,115 @@ func TestAI(t *testing.T) {
 		}
 		if got := b.sync(t); len(got) != 0 {
 			t.Errorf("after the resumes: %s", got[0])
+		}
+	})
+}
+
+// PROTOCOL.md, close 1008: every message counts against the rate limit,
+// valid or not, and a client refused more than -rate-burst messages within
+// 10 s is closed with 1008, whichever way it sends them.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	n := edgehubtest.Start(t, "-rate-limit", "50", "-rate-burst", "50")
+
+	// flood sends msg with pace between sends until the connection fails
+	// or stop is closed.
+	flood := func(r *rawClient, msg string, pace time.Duration, stop <-chan struct{}) <-chan int {
+		sent := make(chan int, 1)
+		go func() {
+			f := maskedFrame(ws.OpText, true, []byte(msg))
+			var batch []byte
+			per := 1
+			if pace == 0 { // as fast as the socket takes them
+				per = 64
+			}
+			for range per {
+				batch = append(batch, f...)
+			}
+			total := 0
+			defer func() { sent <- total }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = r.conn.SetWriteDeadline(time.Now().Add(readTimeout))
+				if _, err := r.conn.Write(batch); err != nil {
+					return
+				}
+				total += per
+				time.Sleep(pace)
+			}
+		}()
+		return sent
+	}
+
+	t.Run("garbage-flood", func(t *testing.T) {
+		t.Parallel()
+		r := upgraded(t, n)
+		stop := make(chan struct{})
+		sent := flood(r, "garbage, not JSON", 0, stop)
+		reason := r.expectClose(t, 1008)
+		close(stop)
+		t.Logf("closed with 1008 %q; the client had written %d garbage messages", reason, <-sent)
+	})
+
+	t.Run("steady-4x", func(t *testing.T) {
+		t.Parallel()
+		// 200/s against 50/s: a refill lets one through every 20 ms, so
+		// refusals never come 100 in a row, but 150 a second are refused.
+		r := upgraded(t, n)
+		stop := make(chan struct{})
+		sent := flood(r, `{"type":"ping"}`, 5*time.Millisecond, stop)
+		reason := r.expectClose(t, 1008)
+		close(stop)
+		t.Logf("closed with 1008 %q after %d pings at 200/s", reason, <-sent)
+	})
+
+	t.Run("within-the-limit", func(t *testing.T) {
+		t.Parallel()
+		// A burst of 50, then 20/s: every message is answered.
+		c := dial(t, n)
+		for i := range 50 {
+			c.send(t, fmt.Sprintf(`{"type":"ping","id":%d}`, i))
+		}
+		for i := range 50 {
+			if p := c.expect(t, "pong"); string(p.field("id")) != fmt.Sprint(i) {
+				t.Fatalf("pong %s, want id %d", p, i)
+			}
+		}
+		for i := range 30 {
+			time.Sleep(50 * time.Millisecond)
+			c.send(t, `{"type":"ping"}`)
+			if m := c.next(t); m.Type != "pong" {
+				t.Fatalf("message %d at 20/s: %s, want pong", i, m)
+			}
+		}
+	})
+
+	t.Run("refused-answered-rate_limited", func(t *testing.T) {
+		t.Parallel()
+		// 60 at once: 50 pass, 10 are refused (not more than the burst:
+		// the connection stays).
+		c := dial(t, n)
+		for range 60 {
+			c.send(t, `{"type":"ping"}`)
+		}
+		pongs, limited := 0, 0
+		for range 60 {
+			m := c.next(t)
+			switch {
+			case m.Type == "pong":
+				pongs++
+			case m.Type == "error" && m.str(t, "code") == "rate_limited":
+				limited++
+			default:
+				t.Fatalf("unexpected %s", m)
+			}
+		}
+		if limited == 0 || pongs < 50 {
+			t.Errorf("60 at once against a burst of 50: %d pongs, %d rate_limited", pongs, limited)
 		}
 	})
 }

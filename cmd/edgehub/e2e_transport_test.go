@@ -267,7 +267,7 @@ func TestHeartbeat(t *testing.T) {
 
 	t.Run("answering-client-stays", func(t *testing.T) {
 		t.Parallel()
-		c := dial(t, n) // wsutil answers pings while reading
+		c := dial(t, n) // read answers pings
 		end := time.Now().Add(4 * time.Second)
 		for time.Now().Before(end) {
 			m, err := c.read(time.Until(end))
@@ -453,4 +453,42 @@ func TestSlowConsumer(t *testing.T) {
 	if msgs >= count {
 		t.Errorf("stalled member received all %d messages: never over -max-queue?", msgs)
 	}
+}
+
+// A client built on gobwas/ws sees why it was cut off: the harness reads
+// the raw close frame, where gobwas' wsutil refuses 1013 as "not defined
+// in spec" (docs/PROTOCOL.md, notes for client authors). The client stops
+// reading until the node gives up on it, then reads what the kernels
+// buffered, and the close frame after it (-close-linger keeps the node
+// waiting for it meanwhile).
+func TestSlowConsumerCloseCode(t *testing.T) {
+	t.Parallel()
+	n := edgehubtest.Start(t, "-max-queue", "65536", "-sndbuf", "16384", "-close-linger", "30s")
+	room := uniqueRoom("slow-code")
+	c := dial(t, n)
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	c.join(t, room)
+	body := fmt.Appendf(nil, `{"room":%q,"data":%q}`, room, strings.Repeat("d", 20000))
+	for i := range 20 { // 400 KB: more than the kernels and -max-queue hold
+		if code, _, resp := httpDo(t, "POST", n.HTTP+"/api/publish", "", body); code != http.StatusOK {
+			t.Fatalf("publish %d: %d %s", i, code, resp)
+		}
+	}
+	var closes float64
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && closes < 1; time.Sleep(20 * time.Millisecond) {
+		closes, _ = metricValue(metrics(t, n), "edgehub_slow_consumer_closes_total")
+	}
+	if closes < 1 {
+		t.Fatal("the node never closed the slow consumer")
+	}
+	code, reason, msgs := c.readClosed(t, 10*time.Second)
+	if code != 1013 {
+		t.Errorf("close %d %q, want 1013", code, reason)
+	}
+	if len(msgs) >= 20 {
+		t.Errorf("got all %d messages before the close: never over -max-queue?", len(msgs))
+	}
+	t.Logf("%d messages, then close %d %q", len(msgs), code, reason)
 }
