@@ -30,7 +30,7 @@ func TestLimiter(t *testing.T) {
 
 	t.Run("steady-at-the-limit", func(t *testing.T) {
 		now := start
-		l := newLimiter(&cfg, now)
+		l := newLimiter(&cfg)
 		if refused, abuseAt := send(l, &now, 50*60, time.Second/50); refused != 0 || abuseAt >= 0 {
 			t.Fatalf("50/s for a minute: %d refused, abuse at %d", refused, abuseAt)
 		}
@@ -39,7 +39,7 @@ func TestLimiter(t *testing.T) {
 		// Every refill lets one message through: refusals are never 100
 		// in a row, yet 150 a second are refused.
 		now := start
-		l := newLimiter(&cfg, now)
+		l := newLimiter(&cfg)
 		_, abuseAt := send(l, &now, 200*10, time.Second/200)
 		if abuseAt < 0 || abuseAt > 200 {
 			t.Fatalf("200/s against 50/s: abuse at message %d, want within the first second", abuseAt)
@@ -48,7 +48,7 @@ func TestLimiter(t *testing.T) {
 	t.Run("slightly-over-for-long", func(t *testing.T) {
 		// 60/s: 10 refused a second, 100 within 10 s > 50.
 		now := start
-		l := newLimiter(&cfg, now)
+		l := newLimiter(&cfg)
 		if _, abuseAt := send(l, &now, 60*20, time.Second/60); abuseAt < 0 {
 			t.Fatal("60/s against 50/s for 20 s was never abuse")
 		}
@@ -57,7 +57,7 @@ func TestLimiter(t *testing.T) {
 		// 100 at once every 11 s: 50 refused each time, never more than
 		// 50 within 10 s.
 		now := start
-		l := newLimiter(&cfg, now)
+		l := newLimiter(&cfg)
 		for range 5 {
 			refused, abuseAt := send(l, &now, 100, 0)
 			if refused != 50 || abuseAt >= 0 {
@@ -68,7 +68,7 @@ func TestLimiter(t *testing.T) {
 	})
 	t.Run("bursts-within-the-window", func(t *testing.T) {
 		now := start
-		l := newLimiter(&cfg, now)
+		l := newLimiter(&cfg)
 		send(l, &now, 100, 0) // 50 refused
 		now = now.Add(5 * time.Second)
 		// The bucket refilled (50 pass); the next refusal is the 51st

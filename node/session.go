@@ -48,7 +48,7 @@ func randomHex(n int) string {
 func (s *session) allow(cfg *Config) (ok, abuse bool) {
 	now := time.Now()
 	if s.limiter == nil {
-		s.limiter = newLimiter(cfg, now)
+		s.limiter = newLimiter(cfg)
 	}
 	return s.limiter.allow(now)
 }
