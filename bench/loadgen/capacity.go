@@ -28,7 +28,7 @@ type loaderPhase struct {
 
 func (s *session) measureLoader(phase string) *loaderPhase {
 	s.phase.Store(phase)
-	return &loaderPhase{name: phase, cpu: startCPU(0, s.cores), sched: readSched()}
+	return &loaderPhase{name: phase, cpu: startCPU([]int{0}, s.cores), sched: readSched()}
 }
 
 // end closes the phase and returns the loader's CPU time in it.

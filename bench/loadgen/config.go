@@ -55,6 +55,28 @@ type Config struct {
 	// ServerPID, when set, is read from /proc for RSS and CPU.
 	ServerPID int `json:"serverPid,omitempty"`
 
+	// Spread are more WebSocket URLs of the same fleet: connections dial
+	// URL, Spread[0], Spread[1], ... in turn, while publishing (/api/publish)
+	// stays on URL. Their nodes' /metrics are summed with URL's.
+	Spread []string `json:"spread,omitempty"`
+	// PeerPIDs are the pids of the Spread nodes; their RSS and CPU are
+	// added to ServerPID's, so the cost is the fleet's.
+	PeerPIDs []int `json:"peerPids,omitempty"`
+	// RedisAddr (host:port), when set, is asked INFO cpu before and after
+	// the measured phase (fanout): Redis's own CPU per publish.
+	RedisAddr string `json:"redisAddr,omitempty"`
+	// ReadyFile and StartFile hold several loaders at once (fanout): once
+	// every connection has joined, the loader creates ReadyFile, then waits
+	// (at most 10 minutes) for StartFile to exist before it publishes.
+	// The measured broadcast is then the first one: there is no warm-up, as
+	// another loader's would be counted here.
+	ReadyFile string `json:"readyFile,omitempty"`
+	StartFile string `json:"startFile,omitempty"`
+	// ExpectPerRoom > 0 makes a fanout loader a listener: it publishes
+	// nothing and expects that many messages in every room, published by
+	// another loader, within Duration (then Drain).
+	ExpectPerRoom int `json:"expectPerRoom,omitempty"`
+
 	ConnectConcurrency int           `json:"connectConcurrency"`
 	ConnectTimeout     time.Duration `json:"connectTimeout"`
 	// ReadBuffer is the per-connection read buffer: frames up to this size
@@ -115,19 +137,46 @@ func (c Config) validate() error {
 	case c.ReadBuffer < 256:
 		return fmt.Errorf("read buffer %d is below 256 bytes", c.ReadBuffer)
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil || u.Scheme != "ws" || u.Host == "" {
-		return fmt.Errorf("url %q: want ws://host:port/path", c.URL)
+	for _, raw := range c.urls() {
+		if err := c.validURL(raw); err != nil {
+			return err
+		}
 	}
-	ip := net.ParseIP(u.Hostname())
-	if !c.AllowRemote && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("url %q is not a loopback address (allow it with -allow-remote)", c.URL)
+	if c.ExpectPerRoom > 0 && c.Scenario != "fanout" || (c.ReadyFile == "") != (c.StartFile == "") {
+		return fmt.Errorf("-expect is for fanout, and -ready-file and -start-file go together")
 	}
 	return nil
 }
 
-// httpBase is the node's HTTP origin, derived from the WebSocket URL.
-func (c Config) httpBase() string {
-	u, _ := url.Parse(c.URL) // validated
+// validURL checks one node URL: ws://, and loopback unless AllowRemote.
+func (c Config) validURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "ws" || u.Host == "" {
+		return fmt.Errorf("url %q: want ws://host:port/path", raw)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if !c.AllowRemote && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("url %q is not a loopback address (allow it with -allow-remote)", raw)
+	}
+	return nil
+}
+
+// urls are every node URL the connections dial, URL first.
+func (c Config) urls() []string { return append([]string{c.URL}, c.Spread...) }
+
+// pids are the node processes read from /proc, ServerPID first.
+func (c Config) pids() []int {
+	if c.ServerPID == 0 {
+		return nil
+	}
+	return append([]int{c.ServerPID}, c.PeerPIDs...)
+}
+
+// httpBaseOf is the HTTP origin of a node's WebSocket URL.
+func httpBaseOf(raw string) string {
+	u, _ := url.Parse(raw) // validated
 	return "http://" + u.Host
 }
+
+// httpBase is the publishing node's HTTP origin, derived from URL.
+func (c Config) httpBase() string { return httpBaseOf(c.URL) }

@@ -3,8 +3,10 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +15,8 @@ import (
 // runFanout joins Conns subscribers to Rooms rooms, then publishes over
 // /api/publish at Rate messages per second in total (rooms in turn) for
 // Duration, each data value stamped with its send time: deliveries per
-// second, loss, latency and the node's CPU per million deliveries.
+// second, loss, latency and the node's CPU per million deliveries. With
+// ExpectPerRoom it only listens for another loader's publishes.
 func (s *session) runFanout(ctx context.Context) Summary {
 	sum := s.connectAndJoin(ctx)
 	members := s.clientsByRoom()
@@ -29,10 +32,14 @@ func (s *session) runFanout(ctx context.Context) Summary {
 		sem:       make(chan struct{}, maxInFlight),
 		published: make([]atomic.Int64, s.cfg.Rooms),
 	}
-	s.warmUp(ctx, pub, members)
+	if s.cfg.StartFile != "" {
+		s.awaitStart(ctx)
+	} else if s.cfg.ExpectPerRoom == 0 {
+		s.warmUp(ctx, pub, members)
+	}
 	del := &DeliveryStats{}
 	sum.Delivery = del
-	sum.Server = s.measureDelivery(ctx, del, members, func(ctx context.Context) []int64 {
+	publish := func(ctx context.Context) []int64 {
 		del.PublishLagMaxMs = pace(ctx, s.cfg.Rate, s.cfg.Duration, pub.publish).Seconds() * 1000
 		pub.inFlight.Wait()
 		del.PublishErrors = pub.errors.Load()
@@ -41,8 +48,53 @@ func (s *session) runFanout(ctx context.Context) Summary {
 			out[i] = pub.published[i].Load()
 		}
 		return out
-	})
+	}
+	if s.cfg.ExpectPerRoom > 0 {
+		publish = s.listen(members)
+	}
+	sum.Server = s.measureDelivery(ctx, del, members, publish)
 	return sum
+}
+
+// listen is the publish phase of a listener: it waits up to Duration for
+// ExpectPerRoom messages in every room (another loader publishes them) and
+// returns that count per room as what was published.
+func (s *session) listen(members []int64) func(ctx context.Context) []int64 {
+	return func(ctx context.Context) []int64 {
+		received0 := s.received.Load()
+		var want int64
+		out := make([]int64, len(members))
+		for r, n := range members {
+			out[r] = int64(s.cfg.ExpectPerRoom)
+			want += out[r] * n
+		}
+		s.waitFor(ctx, s.cfg.Duration, func() bool { return s.received.Load()-received0 >= want })
+		return out
+	}
+}
+
+// maxStartWait bounds awaitStart: long enough for several loaders sharing
+// one core to dial 100,000 connections, short enough that a loader whose
+// script died does not hold its sockets for long.
+const maxStartWait = 10 * time.Minute
+
+// awaitStart creates ReadyFile, then waits for StartFile, so that several
+// loaders hold all their connections before any of them publishes. A start
+// that never comes (maxStartWait) is counted, and the run goes on, so it
+// stays bounded.
+func (s *session) awaitStart(ctx context.Context) {
+	s.phase.Store("ready")
+	ready := fmt.Sprintf("%d\n", s.joined.Load())
+	if err := os.WriteFile(s.cfg.ReadyFile, []byte(ready), 0o644); err != nil {
+		s.count("ready file: " + err.Error())
+	}
+	started := s.waitFor(ctx, maxStartWait, func() bool {
+		_, err := os.Stat(s.cfg.StartFile)
+		return err == nil
+	})
+	if !started {
+		s.count("start file never appeared")
+	}
 }
 
 // connectAndJoin opens Conns connections that each join a room and waits
@@ -66,6 +118,7 @@ func (s *session) measureDelivery(ctx context.Context, del *DeliveryStats, membe
 	publish func(ctx context.Context) []int64) *ServerStats {
 	before := s.probe.sample(ctx)
 	cpu := s.probe.cpu()
+	redis0, redisErr := s.redisCPU()
 	phase := s.measureLoader("publish")
 	received0 := s.received.Load()
 	t0 := time.Now()
@@ -85,6 +138,12 @@ func (s *session) measureDelivery(ctx context.Context, del *DeliveryStats, membe
 		used, _ := cpu.stop()
 		srv.CPUSeconds = used.Seconds()
 	}
+	if redis1, err := s.redisCPU(); redisErr == nil && err == nil && s.cfg.RedisAddr != "" {
+		del.RedisCPUSeconds = (redis1 - redis0).Seconds()
+		if del.Published > 0 {
+			del.RedisUsPerPublish = del.RedisCPUSeconds * 1e6 / float64(del.Published)
+		}
+	}
 	del.Received = s.received.Load() - received0
 	del.Lost = max(del.Expected-del.Received, 0)
 	del.Duplicates = s.duplicates.Load()
@@ -103,6 +162,19 @@ func (s *session) measureDelivery(ctx context.Context, del *DeliveryStats, membe
 		s.noteBurstCost(del.LoaderMsPerMessage, del.Latency.P99Ms, members)
 	}
 	return srv
+}
+
+// redisCPU reads Redis's CPU (RedisAddr), counting a failure; without a
+// RedisAddr it is zero.
+func (s *session) redisCPU() (time.Duration, error) {
+	if s.cfg.RedisAddr == "" {
+		return 0, nil
+	}
+	d, err := redisCPU(s.cfg.RedisAddr)
+	if err != nil {
+		s.count("redis INFO cpu: " + errorKind(err))
+	}
+	return d, err
 }
 
 // pace calls send(seq) at rate per second for d (seq = 0, 1, ...), on

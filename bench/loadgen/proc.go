@@ -67,23 +67,39 @@ func readProc(pid int) (procSample, error) {
 	return s, sc.Err()
 }
 
-// cpuMeter measures a process's CPU use over an interval as a fraction of
-// the cores it may run on.
+// readProcs sums readProc over pids (0 is this process); a process that
+// cannot be read counts as zero and its error is returned.
+func readProcs(pids []int) (procSample, error) {
+	var sum procSample
+	var first error
+	for _, pid := range pids {
+		s, err := readProc(pid)
+		if err != nil && first == nil {
+			first = err
+		}
+		sum.RSS += s.RSS
+		sum.CPU += s.CPU
+	}
+	return sum, first
+}
+
+// cpuMeter measures processes' CPU use over an interval as a fraction of
+// the cores they may run on.
 type cpuMeter struct {
-	pid   int
+	pids  []int
 	cores int
 	t0    time.Time
 	cpu0  time.Duration
 }
 
-func startCPU(pid, cores int) cpuMeter {
-	s, _ := readProc(pid) // a missing process reads as zero use
-	return cpuMeter{pid: pid, cores: cores, t0: time.Now(), cpu0: s.CPU}
+func startCPU(pids []int, cores int) cpuMeter {
+	s, _ := readProcs(pids) // a missing process reads as zero use
+	return cpuMeter{pids: pids, cores: cores, t0: time.Now(), cpu0: s.CPU}
 }
 
 // stop returns the CPU time used since start and its share of the cores.
 func (m cpuMeter) stop() (used time.Duration, share float64) {
-	s, _ := readProc(m.pid)
+	s, _ := readProcs(m.pids)
 	used = s.CPU - m.cpu0
 	wall := time.Since(m.t0)
 	if wall <= 0 || m.cores == 0 {

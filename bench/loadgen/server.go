@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// serverProbe reads the node's cost: /proc for RSS and CPU when the pid is
-// known, /metrics for what only the node can say (goroutines, connections).
+// serverProbe reads the nodes' cost: /proc for RSS and CPU when the pids
+// are known, /metrics for what only a node can say (goroutines,
+// connections); with several nodes (Config.Spread) each figure is their sum.
 type serverProbe struct {
-	pid     int
-	metrics string
+	pids    []int
+	metrics []string
 	http    *http.Client
 }
 
@@ -27,23 +28,24 @@ type serverSample struct {
 }
 
 func newServerProbe(cfg Config) *serverProbe {
-	return &serverProbe{
-		pid:     cfg.ServerPID,
-		metrics: cfg.httpBase() + "/metrics",
-		http:    &http.Client{Timeout: 5 * time.Second},
+	p := &serverProbe{pids: cfg.pids(), http: &http.Client{Timeout: 5 * time.Second}}
+	for _, u := range cfg.urls() {
+		p.metrics = append(p.metrics, httpBaseOf(u)+"/metrics")
 	}
+	return p
 }
 
 func (p *serverProbe) sample(ctx context.Context) serverSample {
 	var s serverSample
-	if p.pid != 0 {
-		s.procSample, _ = readProc(p.pid)
-	}
-	m, err := p.scrape(ctx)
-	if err == nil {
-		s.Goroutines = m["go_goroutines"]
-		s.ConnsActive = m["edgehub_connections_active"]
-		s.MessagesOut = m["edgehub_messages_out_total"]
+	s.procSample, _ = readProcs(p.pids)
+	for _, url := range p.metrics {
+		m, err := p.scrape(ctx, url)
+		if err != nil {
+			continue
+		}
+		s.Goroutines += m["go_goroutines"]
+		s.ConnsActive += m["edgehub_connections_active"]
+		s.MessagesOut += m["edgehub_messages_out_total"]
 	}
 	return s
 }
@@ -51,7 +53,7 @@ func (p *serverProbe) sample(ctx context.Context) serverSample {
 // stats is the node's cost between two samples.
 func (p *serverProbe) stats(before, after serverSample) *ServerStats {
 	return &ServerStats{
-		PID:              p.pid,
+		PID:              p.pid(),
 		RSSBeforeBytes:   before.RSS,
 		RSSAfterBytes:    after.RSS,
 		GoroutinesBefore: before.Goroutines,
@@ -61,20 +63,28 @@ func (p *serverProbe) stats(before, after serverSample) *ServerStats {
 	}
 }
 
-// cpu returns a meter of the server's CPU over the next interval, or nil
-// when its pid is unknown.
+// pid is the first node's, 0 when unknown.
+func (p *serverProbe) pid() int {
+	if len(p.pids) == 0 {
+		return 0
+	}
+	return p.pids[0]
+}
+
+// cpu returns a meter of the nodes' CPU over the next interval, or nil
+// when their pids are unknown.
 func (p *serverProbe) cpu() *cpuMeter {
-	if p.pid == 0 {
+	if len(p.pids) == 0 {
 		return nil
 	}
-	m := startCPU(p.pid, 1)
+	m := startCPU(p.pids, 1)
 	return &m
 }
 
 // scrape reads the Prometheus text at /metrics, summing each metric's
 // series over their labels.
-func (p *serverProbe) scrape(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metrics, nil)
+func (p *serverProbe) scrape(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,11 @@ type DeliveryStats struct {
 	// Latency is from the send stamp in the data to its arrival.
 	Latency              Latency `json:"latency"`
 	CPUSecondsPerMillion float64 `json:"cpuSecondsPerMillion,omitempty"`
-	PublishLagMaxMs      float64 `json:"publishLagMaxMs"`
+	// RedisCPUSeconds is Redis's own CPU (INFO cpu, sys + user) over the
+	// measured phase, RedisUsPerPublish that per publish (RedisAddr only).
+	RedisCPUSeconds   float64 `json:"redisCpuSeconds,omitempty"`
+	RedisUsPerPublish float64 `json:"redisUsPerPublish,omitempty"`
+	PublishLagMaxMs   float64 `json:"publishLagMaxMs"`
 	// LoaderUsPerDelivery is the loader's CPU per delivery received;
 	// LoaderMsPerMessage that times the members of a room, over its cores:
 	// the least time in which the loader can read one message's deliveries.

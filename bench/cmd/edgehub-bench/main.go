@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,20 +76,31 @@ func run(scenario string, args []string) error {
 	fs.IntVar(&cfg.ConnectConcurrency, "concurrency", 0, "dials in flight (default 256)")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 0, "bound on one dial and on waiting for joins (default 10s)")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", 0, "per-connection read buffer in bytes (default 1024)")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "fanout, rooms: host:port of the fleet's Redis, asked INFO cpu around the measured phase")
+	fs.StringVar(&cfg.ReadyFile, "ready-file", "", "fanout: file created once every connection has joined (with -start-file)")
+	fs.StringVar(&cfg.StartFile, "start-file", "", "fanout: wait for this file before publishing, no warm-up (several loaders at once)")
+	fs.IntVar(&cfg.ExpectPerRoom, "expect", 0, "fanout: publish nothing, expect this many messages per room from another loader")
+	spread := fs.String("spread", "", "comma-separated more ws:// URLs of the fleet: connections dial -url and these in turn")
+	peerPIDs := fs.String("peer-pids", "", "comma-separated pids of the -spread nodes, summed with -server-pid")
 	sources := fs.String("sources", "", "comma-separated local addresses to dial from, e.g. 127.0.0.2,127.0.0.3")
 	progress := fs.Bool("progress", loadgen.IsTerminal(os.Stderr), "live status line on stderr (default: when stderr is a terminal)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, s := range strings.Split(*sources, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
+	for _, s := range splitList(*sources) {
 		ip := net.ParseIP(s)
 		if ip == nil {
 			return fmt.Errorf("-sources: %q is not an IP address", s)
 		}
 		cfg.Sources = append(cfg.Sources, ip)
+	}
+	cfg.Spread = splitList(*spread)
+	for _, p := range splitList(*peerPIDs) {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("-peer-pids: %q is not a pid", p)
+		}
+		cfg.PeerPIDs = append(cfg.PeerPIDs, pid)
 	}
 	if *progress {
 		cfg.Progress = os.Stderr
@@ -108,6 +120,17 @@ func run(scenario string, args []string) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(loadgen.NewResult(cfg, sum, os.Args))
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // measureFloor prints, as JSON, what one small write to a loopback socket
