@@ -16,7 +16,9 @@ import (
 // This file is the wire format of PROTOCOL.md: decoding client requests
 // without allocating, and encoding server messages into frames.
 
-// Error codes of the "error" message.
+// Error codes of the "error" message. PROTOCOL.md's "internal" is not
+// among them: no request fails that way (an internal fault closes the
+// connection with 1011).
 const (
 	codeBadRequest   = "bad_request"
 	codeUnauthorized = "unauthorized"
@@ -25,7 +27,6 @@ const (
 	codeTooLarge     = "too_large"
 	codeNotFound     = "not_found"
 	codeUnavailable  = "unavailable"
-	codeInternal     = "internal"
 )
 
 // maxRoomLen bounds a room name in bytes.
