@@ -31,7 +31,8 @@ type client struct {
 	// Read-loop state.
 	hdr        [ws.MaxHeaderSize - 2]byte
 	lastOffset int64
-	ai         *aiJob // in-flight ai query, ai scenario only
+	answers    chan struct{} // publish scenario: an ack or error arrived
+	ai         *aiJob        // in-flight ai query, ai scenario only
 }
 
 var errServerClose = errors.New("server sent close")
@@ -90,6 +91,17 @@ func (c *client) readLoop(onText func(c *client, msg []byte), onExit func(c *cli
 		if err != nil {
 			onExit(c, err)
 			return
+		}
+	}
+}
+
+// answered tells a publish loop waiting on c that its publish was
+// answered; without one (every scenario but publish) it does nothing.
+func (c *client) answered() {
+	if c.answers != nil {
+		select {
+		case c.answers <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // Scenarios names the scenarios Run knows, in the order the CLI lists them.
-var Scenarios = []string{"idle", "fanout", "rooms", "storm", "ai"}
+var Scenarios = []string{"idle", "fanout", "rooms", "storm", "ai", "publish"}
 
 // Config describes one run. The zero value of every field but Scenario and
 // URL means its default (see withDefaults).

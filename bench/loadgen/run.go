@@ -30,6 +30,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		sum = s.runStorm(ctx)
 	case "ai":
 		sum = s.runAI(ctx)
+	case "publish":
+		sum = s.runPublish(ctx)
 	}
 	s.phase.Store("close")
 	s.closeAll()

@@ -18,6 +18,7 @@ type Summary struct {
 	Server      *ServerStats   `json:"server,omitempty"`
 	Delivery    *DeliveryStats `json:"delivery,omitempty"`
 	Storm       *StormStats    `json:"storm,omitempty"`
+	Publish     *PublishStats  `json:"publish,omitempty"`
 	AI          *AIStats       `json:"ai,omitempty"`
 	// Errors counts failures by kind: dial errors, server error codes,
 	// connections the server closed.
@@ -97,6 +98,17 @@ type DeliveryStats struct {
 	// the least time in which the loader can read one message's deliveries.
 	LoaderUsPerDelivery float64 `json:"loaderUsPerDelivery"`
 	LoaderMsPerMessage  float64 `json:"loaderMsPerMessage"`
+}
+
+// PublishStats is the publish result: closed-loop publishes to one room.
+type PublishStats struct {
+	Acks       int64   `json:"acks"`
+	Errors     int64   `json:"errors"` // error frames, e.g. unavailable
+	AcksPerSec float64 `json:"acksPerSec"`
+	// Ack is from writing the publish to reading its ack.
+	Ack               Latency `json:"ack"`
+	RedisCPUSeconds   float64 `json:"redisCpuSeconds,omitempty"`
+	RedisUsPerPublish float64 `json:"redisUsPerPublish,omitempty"`
 }
 
 // StormStats is the storm result.
@@ -185,6 +197,13 @@ func (sum Summary) Digest() string {
 			d.PerSec, d.Lost, d.Expected, d.Latency.P50Ms, d.Latency.P99Ms, d.Latency.P999Ms, d.Latency.MaxMs)
 		if d.CPUSecondsPerMillion > 0 {
 			line += fmt.Sprintf(", %.2f server CPU-s per million", d.CPUSecondsPerMillion)
+		}
+	}
+	if p := sum.Publish; p != nil {
+		line += fmt.Sprintf("; %.0f acked publishes/s (%d errors), ack p50 %.2fms p99 %.2fms",
+			p.AcksPerSec, p.Errors, p.Ack.P50Ms, p.Ack.P99Ms)
+		if p.RedisUsPerPublish > 0 {
+			line += fmt.Sprintf(", Redis %.1f us CPU per publish", p.RedisUsPerPublish)
 		}
 	}
 	if st := sum.Storm; st != nil {
