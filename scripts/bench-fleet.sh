@@ -20,8 +20,8 @@
 #       WebSocket connections on one node publish to one room, each waiting
 #       for its ack before the next (edgehub-bench publish).
 #
-# EDGEHUB_BIN=path uses a node binary built elsewhere; BENCH_PORT (default
-# 18300) is the first node's port. Every process started here is killed by
+# EDGEHUB_BIN=path uses a node binary built elsewhere. Nodes and Redis take
+# free loopback ports. Every process started here is killed by
 # pid on exit; sysctls changed are restored.
 set -euo pipefail
 
@@ -33,13 +33,13 @@ esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bench/results/fleet
 work=$(mktemp -d)
-port=${BENCH_PORT:-18300}
 key=bench-key # the nodes' -api-key for /api/publish; a local, throwaway value
 sources=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 pids=()       # every process started here
 node_pids=()  # nodes of the current step
 node_urls=()  # their ws:// URLs
+node_http=()  # and HTTP origins
 redis_pid=
 redis_port=
 declare -A sysctl_old=()
@@ -118,14 +118,12 @@ stop_redis() {
 	redis_pid=
 }
 
-# start_node I FLAGS...: node I on port+I, pinned to CPU 0.
+# start_node I FLAGS...: node I on a free port, pinned to CPU 0. (A fixed
+# port range would collide with ephemeral ports, widened above.)
 start_node() {
-	local i=$1 p=$((port + $1)) pid
+	local i=$1 p pid
 	shift
-	if curl -s -o /dev/null "http://127.0.0.1:$p/healthz"; then
-		log "127.0.0.1:$p is already served by another process; set BENCH_PORT"
-		exit 1
-	fi
+	p=$(free_port)
 	show "taskset -c 0 $work/edgehub -listen 127.0.0.1:$p -insecure -api-key $key -max-conns 19900 $* &"
 	taskset -c 0 "$work/edgehub" -listen "127.0.0.1:$p" -insecure -api-key "$key" -max-conns 19900 "$@" \
 		>"$work/node$i.log" 2>&1 &
@@ -133,6 +131,7 @@ start_node() {
 	pids+=("$pid")
 	node_pids+=("$pid")
 	node_urls+=("ws://127.0.0.1:$p/ws")
+	node_http+=("http://127.0.0.1:$p")
 	for _ in $(seq 200); do
 		kill -0 "$pid" 2>/dev/null || break
 		curl -sf "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && return 0
@@ -149,6 +148,7 @@ stop_nodes() {
 	for pid in "${node_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	node_pids=()
 	node_urls=()
+	node_http=()
 }
 
 # fleet N [FLAGS...]: Redis and N nodes on it.
@@ -245,7 +245,7 @@ hold() {
 	local counts=()
 	for ((i = 0; i < nodes; i++)); do
 		local c
-		c=$(curl -s "http://127.0.0.1:$((port + i + 1))/metrics" | awk '/^edgehub_connections_active /{print $2}')
+		c=$(curl -s "${node_http[$i]}/metrics" | awk '/^edgehub_connections_active /{print $2}')
 		counts+=("${c:-0}")
 		total=$((total + ${c:-0}))
 	done

@@ -193,3 +193,13 @@ func TestSchedQuantile(t *testing.T) {
 		t.Error("the runtime has no " + schedMetric)
 	}
 }
+
+func TestParseRedisCPU(t *testing.T) {
+	info := "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.750000\r\nused_cpu_sys_children:9.0\r\n"
+	if d, err := parseRedisCPU(info); err != nil || d != 2*time.Second {
+		t.Errorf("parseRedisCPU = %v, %v; want 2s", d, err)
+	}
+	if _, err := parseRedisCPU("# CPU\r\nused_cpu_sys:1.0\r\n"); err == nil {
+		t.Error("a body without used_cpu_user parsed")
+	}
+}
