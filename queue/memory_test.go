@@ -9,46 +9,50 @@ import (
 	"time"
 )
 
-// sink records what workers report, and signals each job's end.
+// sink records what workers report, and which jobs ended.
 type sink struct {
 	mu     sync.Mutex
 	chunks map[string][]Chunk
 	failed map[string]string
-	ended  chan string
+	ended  map[string]bool
 }
 
 func newSink() *sink {
-	return &sink{chunks: map[string][]Chunk{}, failed: map[string]string{}, ended: make(chan string, 100)}
+	return &sink{chunks: map[string][]Chunk{}, failed: map[string]string{}, ended: map[string]bool{}}
 }
 
 func (s *sink) OnChunk(job *Job, c Chunk) {
 	s.mu.Lock()
 	s.chunks[job.ID] = append(s.chunks[job.ID], c)
-	s.mu.Unlock()
 	if c.Done {
-		s.ended <- job.ID
+		s.ended[job.ID] = true
 	}
+	s.mu.Unlock()
 }
 
 func (s *sink) OnFailed(job *Job, reason string) {
 	s.mu.Lock()
 	s.failed[job.ID] = reason
+	s.ended[job.ID] = true
 	s.mu.Unlock()
-	s.ended <- job.ID
 }
 
+// waitEnd waits for the job's last chunk or failure; the timeout bounds
+// the wait and asserts no duration.
 func (s *sink) waitEnd(t *testing.T, id string) {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		select {
-		case got := <-s.ended:
-			if got == id {
-				return
-			}
-		case <-timeout:
+		s.mu.Lock()
+		ended := s.ended[id]
+		s.mu.Unlock()
+		if ended {
+			return
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("job %s did not end", id)
 		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -118,6 +118,14 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	if err := createGroups(ctx, cfg.Client, w.k, cfg.Queues); err != nil {
 		return nil, err
 	}
+	// Known to every queue's group from the start, so /api/queues counts
+	// this worker before it gets a job.
+	c := cfg.Client
+	for _, q := range cfg.Queues {
+		if err := c.Do(ctx, c.B().XgroupCreateconsumer().Key(w.k.jobs(q)).Group(Group).Consumer(cfg.Consumer).Build()).Error(); err != nil {
+			return nil, fmt.Errorf("queue: cannot join the group of %s: %w", q, err)
+		}
+	}
 	return w, nil
 }
 
@@ -125,14 +133,29 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 // end (they stop with ctx: another worker reclaims them).
 func (w *Worker) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
-	bg.Add(3)
+	bg.Add(2)
 	go func() { defer bg.Done(); w.every(ctx, w.cfg.VisibilityTimeout/3, w.refresh) }()
-	go func() { defer bg.Done(); w.every(ctx, w.cfg.VisibilityTimeout/3, w.reclaim) }()
 	go func() { defer bg.Done(); w.control(ctx) }()
 	err := w.read(ctx)
 	bg.Wait()
 	w.wg.Wait()
+	w.leave()
 	return err
+}
+
+// leave takes this worker out of the groups where it holds no pending
+// job; one it holds stays for another worker to reclaim.
+func (w *Worker) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := w.cfg.Client
+	for _, q := range w.cfg.Queues {
+		key := w.k.jobs(q)
+		res, err := c.Do(ctx, c.B().Xpending().Key(key).Group(Group).Start("-").End("+").Count(1).Consumer(w.cfg.Consumer).Build()).ToArray()
+		if err == nil && len(res) == 0 {
+			c.Do(ctx, c.B().XgroupDelconsumer().Key(key).Group(Group).Consumername(w.cfg.Consumer).Build())
+		}
+	}
 }
 
 func (w *Worker) every(ctx context.Context, d time.Duration, fn func(context.Context)) {
@@ -173,7 +196,10 @@ func (w *Worker) release(n int) {
 	}
 }
 
-// read takes new jobs with XREADGROUP on every queue at once.
+// read takes jobs on the slots it holds: every third of the visibility
+// timeout the jobs of dead workers (reclaim), else new ones with
+// XREADGROUP on every queue at once, blocking at most until the next
+// reclaim is due.
 func (w *Worker) read(ctx context.Context) error {
 	c := w.cfg.Client
 	streams := make([]string, len(w.cfg.Queues))
@@ -183,12 +209,22 @@ func (w *Worker) read(ctx context.Context) error {
 		streams[i], ids[i] = w.k.jobs(q), ">"
 		byKey[streams[i]] = q
 	}
+	every := max(w.cfg.VisibilityTimeout/3, 10*time.Millisecond)
+	block := min(every, 2*time.Second).Milliseconds()
+	var reclaimed time.Time
 	for {
 		n := w.take(ctx)
 		if n == 0 {
 			return nil
 		}
-		res, err := c.Do(ctx, c.B().Xreadgroup().Group(Group, w.cfg.Consumer).Count(int64(n)).Block(2000).
+		if time.Since(reclaimed) >= every {
+			reclaimed = time.Now()
+			if used := w.reclaim(ctx, n); used > 0 {
+				w.release(n - used)
+				continue
+			}
+		}
+		res, err := c.Do(ctx, c.B().Xreadgroup().Group(Group, w.cfg.Consumer).Count(int64(n)).Block(block).
 			Streams().Key(streams...).Id(ids...).Build()).AsXRead()
 		if ctx.Err() != nil {
 			w.release(n)
@@ -446,17 +482,18 @@ func (w *Worker) refresh(ctx context.Context) {
 	}
 }
 
-// reclaim takes over jobs whose worker stopped refreshing them.
-func (w *Worker) reclaim(ctx context.Context) {
+// reclaim takes over, on up to free slots, jobs whose worker stopped
+// refreshing them, and returns how many it started.
+func (w *Worker) reclaim(ctx context.Context, free int) int {
 	c := w.cfg.Client
 	idle := strconv.FormatInt(w.cfg.VisibilityTimeout.Milliseconds(), 10)
+	used := 0
 	for _, q := range w.cfg.Queues {
-		free := cap(w.slots) - len(w.slots)
-		if free <= 0 {
-			return
+		if used == free {
+			break
 		}
 		res, err := c.Do(ctx, c.B().Xautoclaim().Key(w.k.jobs(q)).Group(Group).Consumer(w.cfg.Consumer).
-			MinIdleTime(idle).Start("0-0").Count(int64(free)).Build()).ToArray()
+			MinIdleTime(idle).Start("0-0").Count(int64(free-used)).Build()).ToArray()
 		if err != nil || len(res) < 2 {
 			continue
 		}
@@ -468,16 +505,12 @@ func (w *Worker) reclaim(ctx context.Context) {
 			if len(e.FieldValues) == 0 {
 				continue // trimmed from the stream
 			}
-			deliveries := w.deliveries(ctx, q, e.ID)
-			select {
-			case w.slots <- struct{}{}:
-			default:
-				continue // it stays pending; the next round takes it
-			}
 			w.m.reclaimed.Inc()
-			w.start(ctx, q, e, deliveries)
+			w.start(ctx, q, e, w.deliveries(ctx, q, e.ID))
+			used++
 		}
 	}
+	return used
 }
 
 // deliveries is the delivery count of a pending entry.
