@@ -138,7 +138,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, _ *http.Request) { set.WritePrometheus(rw); metrics.WriteProcessMetrics(rw) })
+		mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, _ *http.Request) {
+			set.WritePrometheus(rw)
+			metrics.WriteProcessMetrics(rw)
+		})
 		mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { rw.Write([]byte("ok\n")) })
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
