@@ -1,20 +1,89 @@
 package node
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/redis/rueidis"
+
+	"github.com/edgehub/edgehub/fanout"
+	"github.com/edgehub/edgehub/frame"
 	"github.com/edgehub/edgehub/netloop"
 	"github.com/edgehub/edgehub/queue"
 )
 
-// aiRelay takes the chunks the queue produces for this node's jobs to the
-// connections that wait for them: the asker, a connection that resumed the
-// job after a reconnect, or a room's members. It is the queue's Sink.
+// AIConfig tunes the node's AI queue; the zero value means the defaults.
+// Without Redis the node answers in process (queue.Memory, echo backend);
+// with Redis, jobs go to the fleet queue on the first -redis URL and
+// edgehub-worker processes answer them.
+type AIConfig struct {
+	Rules      *queue.Rules // content routing (-ai-rules); queue.DefaultRules
+	MaxWaiting int          // waiting jobs beyond which ai-query gets unavailable; queue.DefaultMaxWaiting
+	MaxPerUser int          // jobs one user may have waiting or running in process (rate_limited beyond); queue.DefaultMaxPerUser
+}
+
+// newQueue builds the node's AI queue: in process without Redis, the
+// fleet queue on the first -redis URL with it.
+func (n *Node) newQueue() (queue.Queue, error) {
+	cfg := n.cfg
+	if cfg.Redis == "" {
+		return queue.NewMemory(queue.MemoryConfig{
+			Workers: cfg.AIWorkers, Timeout: cfg.AITimeout, Backend: queue.Echo{Delay: cfg.EchoDelay},
+			Rules: cfg.AI.Rules, MaxWaiting: cfg.AI.MaxWaiting, MaxPerUser: cfg.AI.MaxPerUser, Rooms: n.bus,
+		}, n.relay)
+	}
+	first, _, _ := strings.Cut(cfg.Redis, ",")
+	opt, err := fanout.RedisClientOption(strings.TrimSpace(first))
+	if err != nil {
+		return nil, err
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
+	defer cancel()
+	q, err := queue.NewRedis(ctx, queue.RedisConfig{
+		Client: client, Prefix: cfg.RedisPrefix, Node: cfg.NodeID, Rules: cfg.AI.Rules,
+		MaxWaiting: cfg.AI.MaxWaiting, Rooms: n.bus,
+	}, n.relay)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return &closingQueue{Queue: q, close: client.Close}, nil
+}
+
+// closingQueue closes the queue's own Redis client with the queue.
+type closingQueue struct {
+	queue.Queue
+	close func()
+}
+
+func (q *closingQueue) Close() error {
+	err := q.Queue.Close()
+	q.close()
+	return err
+}
+
+// aiRelay takes the answers of this node's jobs to the connections that
+// wait for them: the asker, a connection that resumed the job after a
+// reconnect, one that cancelled it. It is the queue's Sink; with the
+// fleet queue the workers' chunks reach it through the Bus (addressed).
+// Room answers do not pass here: the queue relays them to the room's
+// members on every node, and the relay only serves recipients that are
+// not members.
 //
-// Every recipient has a watermark, the last seq it was sent, so that a
-// resume (which replays stored chunks, then waits for live ones) and the
-// live stream never send one chunk twice.
+// Every recipient has a queue.Cursor, so that a resume (which replays
+// stored chunks, then waits for live ones) and the live stream never send
+// one chunk twice, and a chunk lost on the way is filled from the stored
+// answer (or the recipient gets ai-error), never skipped.
 type aiRelay struct {
 	n    *Node
 	mu   sync.Mutex
@@ -22,29 +91,30 @@ type aiRelay struct {
 }
 
 // relayJob holds a job's recipients on this node. Its lock orders what a
-// recipient is sent: the queued answer, replays, live chunks.
+// recipient is sent: "queued", replays, live chunks.
 type relayJob struct {
 	mu         sync.Mutex
 	room       string
-	recipients map[*netloop.Conn]int // last seq sent; noChunks for a canceller
-	ended      bool                  // last chunk or failure relayed: the job is gone from the map
+	recipients map[*netloop.Conn]*recipient
+	ended      bool // the job is gone from the map
 }
 
-// noChunks is the watermark of a connection that only waits for the end
-// of a job (it cancelled it) and must not be sent chunks.
-const noChunks = int(^uint(0) >> 1)
+type recipient struct {
+	cur     queue.Cursor
+	endOnly bool // a canceller: only the end of the job
+}
 
 func newRelay(n *Node) *aiRelay {
 	return &aiRelay{n: n, jobs: make(map[string]*relayJob)}
 }
 
 // lockJob returns the job's relay state, created if need be, locked.
-func (a *aiRelay) lockJob(id, room string) *relayJob {
+func (a *aiRelay) lockJob(id string) *relayJob {
 	for {
 		a.mu.Lock()
 		rj := a.jobs[id]
 		if rj == nil {
-			rj = &relayJob{room: room, recipients: make(map[*netloop.Conn]int)}
+			rj = &relayJob{recipients: make(map[*netloop.Conn]*recipient)}
 			a.jobs[id] = rj
 		}
 		a.mu.Unlock()
@@ -83,104 +153,144 @@ func (a *aiRelay) end(id string, rj *relayJob) {
 	}
 }
 
-// start registers the asker of a new job and runs enqueue, which sends
-// "queued", while holding the job: no chunk can overtake "queued".
-func (a *aiRelay) start(s *session, job *queue.Job, enqueue func() error) error {
-	rj := a.lockJob(job.ID, job.Room)
-	defer rj.mu.Unlock()
-	if job.Room == "" {
-		rj.recipients[s.conn] = -1
-		s.addJob(job.ID)
+// endIfIdle removes a job nobody here waits for. Called with rj.mu held.
+func (a *aiRelay) endIfIdle(id string, rj *relayJob) {
+	if len(rj.recipients) == 0 {
+		a.end(id, rj)
 	}
-	if err := enqueue(); err != nil {
-		a.end(job.ID, rj)
-		return err
-	}
-	return nil
 }
 
-// cancel makes the canceller a recipient of the job's end (unless it is
-// one already), then runs cancelJob, whose failure report reaches it.
-func (a *aiRelay) cancel(s *session, id string, cancelJob func() error) error {
-	rj := a.lockJob(id, "")
+// start registers the asker of a new job (unless it streams to a room)
+// and runs enqueue, which sends "queued", while holding the job: no chunk
+// can overtake "queued".
+func (a *aiRelay) start(s *session, job *queue.Job, enqueue func() error) error {
+	rj := a.lockJob(job.ID)
+	defer rj.mu.Unlock()
+	rj.room = job.Room
+	if job.Room == "" {
+		rj.recipients[s.conn] = &recipient{cur: queue.NewCursor(-1)}
+		s.addJob(job.ID)
+	}
+	err := enqueue()
+	if err != nil {
+		a.end(job.ID, rj)
+	} else {
+		a.endIfIdle(job.ID, rj)
+	}
+	return err
+}
+
+// cancel makes the canceller a recipient of the job's end (unless it
+// waits for the job already, or is a member of its room), then runs
+// cancelJob, whose failure report (OnFailed) reaches it.
+func (a *aiRelay) cancel(s *session, job *queue.Job, cancelJob func() error) error {
+	rj := a.lockJob(job.ID)
+	rj.room = job.Room
 	_, was := rj.recipients[s.conn]
-	if !was && !(rj.room != "" && a.n.hub.IsMember(rj.room, s.conn)) {
-		rj.recipients[s.conn] = noChunks
+	added := !was && !a.member(rj, s.conn)
+	if added {
+		rj.recipients[s.conn] = &recipient{endOnly: true}
 	}
 	rj.mu.Unlock()
 	// Not under rj.mu: a queue reports the end (OnFailed) from Cancel.
 	err := cancelJob()
-	if err != nil {
-		if rj := a.lookup(id); rj != nil {
-			if !was {
-				delete(rj.recipients, s.conn)
-			}
-			if len(rj.recipients) == 0 && rj.room == "" {
-				a.end(id, rj)
-			}
-			rj.mu.Unlock()
+	if rj := a.lookup(job.ID); rj != nil {
+		if err != nil && added {
+			delete(rj.recipients, s.conn)
 		}
+		a.endIfIdle(job.ID, rj)
+		rj.mu.Unlock()
 	}
 	return err
 }
 
 // resume replays a job's chunks after seq to s and, while the job runs,
-// makes s a recipient of the rest. answer reads the stored answer (and
-// answers not_found / forbidden itself).
-func (a *aiRelay) resume(s *session, id string, seq int, answer func() (queue.Answer, bool)) {
-	rj := a.lockJob(id, "")
+// makes s a recipient of the rest. The caller checked that s may resume
+// it; attach reads the stored answer (moving the job's live stream to
+// this node unless s gets it with the room).
+func (a *aiRelay) resume(s *session, job *queue.Job, seq int, attach func() (queue.Answer, error)) error {
+	rj := a.lockJob(job.ID)
 	defer rj.mu.Unlock()
-	ans, ok := answer()
-	if !ok {
-		if len(rj.recipients) == 0 {
-			a.end(id, rj)
-		}
-		return
+	rj.room = job.Room
+	ans, err := attach()
+	if err != nil {
+		a.endIfIdle(job.ID, rj)
+		return err
 	}
-	rj.room = ans.Job.Room
-	last := seq
+	j := &ans.Job
 	for _, c := range ans.Chunks {
-		s.send(chunkFrame(&ans.Job, c))
-		last = c.Seq
+		s.send(chunkFrame(j, c))
 	}
 	switch {
 	case ans.Ended:
 		if len(ans.Chunks) == 0 && ans.Last != nil && ans.Last.Done {
 			// The client holds the last chunk already: say again that
 			// it was the last.
-			s.send(chunkFrame(&ans.Job, *ans.Last))
+			s.send(chunkFrame(j, *ans.Last))
 		}
 		if ans.Failed != "" {
-			s.send(aiErrorFrame(id, ans.Failed))
+			s.send(aiErrorFrame(j, ans.Failed))
 		}
-		if len(rj.recipients) == 0 {
-			a.end(id, rj)
-		}
-	case rj.room != "" && a.n.hub.IsMember(rj.room, s.conn):
+	case a.member(rj, s.conn):
 		// A member gets the live chunks with the room.
 	default:
-		if sent, ok := rj.recipients[s.conn]; ok {
-			last = max(last, sent) // resumed twice on one connection
+		r := rj.recipients[s.conn]
+		if r == nil || r.endOnly {
+			r = &recipient{cur: queue.NewCursor(seq)}
+			rj.recipients[s.conn] = r
 		}
-		rj.recipients[s.conn] = last
-		s.addJob(id)
+		if len(ans.Chunks) > 0 {
+			r.cur.Replayed(ans.Chunks)
+		}
+		s.addJob(job.ID)
+	}
+	a.endIfIdle(job.ID, rj)
+	return nil
+}
+
+// member: s gets the job's answer with its room.
+func (a *aiRelay) member(rj *relayJob, c *netloop.Conn) bool {
+	return rj.room != "" && a.n.hub.IsMember(rj.room, c)
+}
+
+// forget drops a closed connection from the jobs it was waiting for; a
+// job nobody here waits for any more is detached, so that the queue
+// cancels it unless it is resumed within the grace period.
+func (a *aiRelay) forget(c *netloop.Conn, jobs []string) {
+	for _, id := range jobs {
+		rj := a.lookup(id)
+		if rj == nil {
+			continue
+		}
+		delete(rj.recipients, c)
+		idle := len(rj.recipients) == 0
+		if idle {
+			a.end(id, rj)
+		}
+		rj.mu.Unlock()
+		if idle {
+			go func() { // off netloop's pool: it is a Redis call in a fleet
+				ctx, cancel := context.WithTimeout(context.Background(), a.n.cfg.RequestTimeout)
+				defer cancel()
+				_ = a.n.ai.Detach(ctx, id)
+			}()
+		}
 	}
 }
 
-// forget drops a closed connection from the jobs it was waiting for.
-func (a *aiRelay) forget(c *netloop.Conn, jobs []string) {
-	for _, id := range jobs {
-		if rj := a.lookup(id); rj != nil {
-			delete(rj.recipients, c)
-			rj.mu.Unlock()
-		}
+// addressed takes a payload a worker sent to this node (Bus.SendToNode):
+// a queue.Event, which the relay handles as the in-process queue's
+// chunks.
+func (a *aiRelay) addressed(payload []byte) {
+	if err := queue.Dispatch(payload, a); err != nil {
+		a.n.log.Debug("dropped an addressed payload", "err", err)
 	}
 }
 
 // OnChunk implements queue.Sink.
 func (a *aiRelay) OnChunk(job *queue.Job, c queue.Chunk) {
 	m := a.n.metrics
-	if c.Seq == 0 {
+	if c.Seq == 0 && c.Attempt <= 1 {
 		m.aiFirstChunk.Update(time.Since(job.Created).Seconds())
 	}
 	if c.Done {
@@ -191,14 +301,26 @@ func (a *aiRelay) OnChunk(job *queue.Job, c queue.Chunk) {
 		return // nobody on this node waits: the chunks stay in the queue for a resume
 	}
 	defer rj.mu.Unlock()
-	f := chunkFrame(job, c)
-	if job.Room != "" {
-		a.n.hub.Broadcast(job.Room, f)
+	j := &queue.Job{ID: job.ID, Room: rj.room}
+	fill := func(after int) ([]queue.Chunk, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), a.n.cfg.RequestTimeout)
+		defer cancel()
+		ans, err := a.n.ai.Answer(ctx, job.ID, after)
+		return ans.Chunks, err
 	}
-	for conn, last := range rj.recipients {
-		if c.Seq > last && !(job.Room != "" && a.n.hub.IsMember(job.Room, conn)) {
-			conn.Send(f)
-			rj.recipients[conn] = c.Seq
+	for conn, r := range rj.recipients {
+		if r.endOnly || a.member(rj, conn) {
+			continue
+		}
+		send, err := r.cur.Next(c, fill)
+		if errors.Is(err, queue.ErrGap) {
+			conn.Send(aiErrorFrame(j, queue.ErrGap.Error()))
+			delete(rj.recipients, conn)
+			conn.Session().(*session).removeJob(job.ID)
+			continue
+		}
+		for _, sc := range send {
+			conn.Send(chunkFrame(j, sc))
 		}
 	}
 	if c.Done {
@@ -218,27 +340,28 @@ func (a *aiRelay) OnFailed(job *queue.Job, reason string) {
 		return
 	}
 	defer rj.mu.Unlock()
-	f := aiErrorFrame(job.ID, reason)
-	if job.Room != "" {
-		a.n.hub.Broadcast(job.Room, f)
-	}
+	f := aiErrorFrame(&queue.Job{ID: job.ID, Room: rj.room}, reason)
 	for conn := range rj.recipients {
-		if !(job.Room != "" && a.n.hub.IsMember(job.Room, conn)) {
+		if !a.member(rj, conn) {
 			conn.Send(f)
 		}
 	}
 	a.end(job.ID, rj)
 }
 
-func chunkFrame(job *queue.Job, c queue.Chunk) []byte {
-	return encode(func(e *encoder) {
-		e.begin("ai-chunk").str("job", job.ID).int("seq", int64(c.Seq)).str("content", c.Content).bool("done", c.Done)
-		if job.Room != "" {
-			e.str("room", job.Room)
-		}
-	})
+// connRef names the asker's connection in the job (for operators) without
+// giving away its secret id: a hash of it.
+func connRef(s *session) string {
+	sum := sha256.Sum256(s.connID[:])
+	return hex.EncodeToString(sum[:8])
 }
 
-func aiErrorFrame(id, reason string) []byte {
-	return encode(func(e *encoder) { e.begin("ai-error").str("job", id).str("error", reason) })
+// chunkFrame and aiErrorFrame are the queue's frames (the same bytes a
+// worker relays to a room), framed for one connection.
+func chunkFrame(job *queue.Job, c queue.Chunk) []byte {
+	return frame.New(ws.OpText, queue.ChunkFrame(job, c))
+}
+
+func aiErrorFrame(job *queue.Job, reason string) []byte {
+	return frame.New(ws.OpText, queue.ErrorFrame(job, reason))
 }

@@ -41,6 +41,7 @@ type Config struct {
 	AIWorkers      int           // in-process AI workers; 4
 	AITimeout      time.Duration // longest an AI job may run; 2m
 	EchoDelay      time.Duration // pause between the echo backend's words; 50ms
+	AI             AIConfig      // the AI queue: routing and caps (node/ai.go)
 }
 
 // Defaults.

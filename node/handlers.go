@@ -215,20 +215,23 @@ func (n *Node) aiQuery(ctx context.Context, s *session, r *request) {
 			return
 		}
 	}
-	job := &queue.Job{ID: queue.NewID(), Owner: s.user, Message: message, Model: model, Room: room}
+	job := &queue.Job{ID: queue.NewID(), Owner: s.user, Message: message, Model: model, Room: room, Conn: connRef(s)}
 	err := n.relay.start(s, job, func() error {
-		t, err := n.ai.Enqueue(ctx, job)
-		if err != nil {
-			return err
-		}
-		n.metrics.aiJob(job.Queue, "queued")
-		s.send(encode(func(e *encoder) {
-			e.begin("queued").str("job", job.ID).str("queue", job.Queue).
-				int("position", int64(t.Position)).int("estimatedWaitMs", t.EstimatedWait.Milliseconds()).id(r.id)
-		}))
-		return nil
+		return n.ai.Enqueue(ctx, job, func(t queue.Ticket) {
+			n.metrics.aiJob(job.Queue, "queued")
+			s.send(encode(func(e *encoder) {
+				e.begin("queued").str("job", job.ID).str("queue", job.Queue).
+					int("position", int64(t.Position)).int("estimatedWaitMs", t.EstimatedWait.Milliseconds()).id(r.id)
+			}))
+		})
 	})
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, queue.ErrLost):
+		s.send(aiErrorFrame(job, err.Error()))
+	case errors.Is(err, queue.ErrUserLimit):
+		s.sendError(r.id, codeRateLimited, err.Error())
+	default:
 		s.sendError(r.id, codeUnavailable, "cannot queue the question now: "+err.Error())
 	}
 }
@@ -244,21 +247,22 @@ func needJob(s *session, r *request) (string, bool) {
 }
 
 // ownedAnswer looks a job up for cancel and resume, answering not_found or
-// forbidden itself.
-func (n *Node) ownedAnswer(ctx context.Context, s *session, r *request, id string, after int) (queue.Answer, bool) {
-	a, err := n.ai.Answer(ctx, id, after)
+// forbidden itself. It reads no chunks and changes nothing: a refused
+// request leaves the job as it was for everyone else.
+func (n *Node) ownedAnswer(ctx context.Context, s *session, r *request, id string) (*queue.Job, bool) {
+	a, err := n.ai.Answer(ctx, id, math.MaxInt32)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		s.sendError(r.id, codeNotFound, "no such job (unknown, or expired)")
-		return a, false
+		return nil, false
 	case err != nil:
 		s.sendError(r.id, codeUnavailable, "cannot look the job up now: "+err.Error())
-		return a, false
+		return nil, false
 	case !s.owns(a.Job.Owner):
 		s.sendError(r.id, codeForbidden, "the job belongs to another user")
-		return a, false
+		return nil, false
 	}
-	return a, true
+	return &a.Job, true
 }
 
 func (n *Node) aiCancel(ctx context.Context, s *session, r *request) {
@@ -266,10 +270,11 @@ func (n *Node) aiCancel(ctx context.Context, s *session, r *request) {
 	if !ok {
 		return
 	}
-	if _, ok := n.ownedAnswer(ctx, s, r, id, math.MaxInt); !ok {
+	job, ok := n.ownedAnswer(ctx, s, r, id)
+	if !ok {
 		return
 	}
-	err := n.relay.cancel(s, id, func() error {
+	err := n.relay.cancel(s, job, func() error {
 		_, err := n.ai.Cancel(ctx, id)
 		return err
 	})
@@ -291,7 +296,21 @@ func (n *Node) aiResume(ctx context.Context, s *session, r *request) {
 		s.sendError(r.id, codeBadRequest, `ai-resume needs "seq": the last seq held, or -1`)
 		return
 	}
-	n.relay.resume(s, id, int(min(seq, math.MaxInt32)), func() (queue.Answer, bool) {
-		return n.ownedAnswer(ctx, s, r, id, int(seq))
+	job, ok := n.ownedAnswer(ctx, s, r, id)
+	if !ok {
+		return
+	}
+	after := int(min(seq, math.MaxInt32))
+	err := n.relay.resume(s, job, after, func() (queue.Answer, error) {
+		if job.Room != "" && n.hub.IsMember(job.Room, s.conn) {
+			return n.ai.Answer(ctx, id, after) // the room brings the rest
+		}
+		return n.ai.Attach(ctx, id, after)
 	})
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		s.sendError(r.id, codeNotFound, "no such job (unknown, or expired)")
+	case err != nil:
+		s.sendError(r.id, codeUnavailable, "cannot resume now: "+err.Error())
+	}
 }

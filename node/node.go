@@ -52,12 +52,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if n.bus, err = n.newBus(); err != nil {
 		return nil, err
 	}
-	n.ai, err = queue.NewMemory(queue.MemoryConfig{
-		Workers: cfg.AIWorkers,
-		Timeout: cfg.AITimeout,
-		Backend: queue.Echo{Delay: cfg.EchoDelay},
-	}, n.relay)
-	if err != nil {
+	if n.ai, err = n.newQueue(); err != nil {
 		return nil, err
 	}
 	n.srv, err = netloop.New(netloop.Config{

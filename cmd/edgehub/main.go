@@ -18,9 +18,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgehub/edgehub/netloop"
+	"github.com/edgehub/edgehub/cmd/internal/envflag"
 	"github.com/edgehub/edgehub/fanout"
+	"github.com/edgehub/edgehub/netloop"
 	"github.com/edgehub/edgehub/node"
+	"github.com/edgehub/edgehub/queue"
 )
 
 func main() {
@@ -81,6 +83,8 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 	var (
 		cfg     node.Config
 		origins string
+		aiRules string
+		err     error
 		level   = slog.LevelInfo
 	)
 	fs := flag.NewFlagSet("edgehub", flag.ContinueOnError)
@@ -111,12 +115,18 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 	fs.IntVar(&cfg.AIWorkers, "ai-workers", node.DefaultAIWorkers, "in-process AI workers")
 	fs.DurationVar(&cfg.AITimeout, "ai-timeout", node.DefaultAITimeout, "longest an AI answer may take")
 	fs.DurationVar(&cfg.EchoDelay, "echo-delay", node.DefaultEchoDelay, "pause between the echo backend's words")
+	fs.StringVar(&aiRules, "ai-rules", "", "JSON file of the AI routing rules (queue/rules.default.json is the format and the default)")
+	fs.IntVar(&cfg.AI.MaxWaiting, "ai-max-waiting", queue.DefaultMaxWaiting, "AI jobs waiting in a queue beyond which ai-query gets error unavailable")
+	fs.IntVar(&cfg.AI.MaxPerUser, "ai-max-per-user", queue.DefaultMaxPerUser, "AI jobs one user may have waiting or running in process (error rate_limited beyond)")
 	fs.TextVar(&level, "log-level", level, "log level: debug, info, warn, error")
 	fs.StringVar(&debugListen, "debug-listen", "", "address to serve net/http/pprof on (e.g. 127.0.0.1:6060); empty: off")
 	if err := fs.Parse(args); err != nil {
 		return cfg, level, err
 	}
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
+	if err := envflag.Apply(fs, "EDGEHUB_", os.LookupEnv); err != nil {
+		return cfg, level, err
+	}
+	if cfg.AI.Rules, err = queue.LoadRules(aiRules); err != nil {
 		return cfg, level, err
 	}
 	if origins != "" {
@@ -127,29 +137,4 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 		}
 	}
 	return cfg, level, nil
-}
-
-// applyEnv sets each flag not given on the command line from its
-// environment twin, EDGEHUB_ followed by the flag's name in capitals with
-// '-' as '_'.
-func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
-			return
-		}
-		name := envName(f.Name)
-		if v, ok := lookup(name); ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", name, v, e)
-			}
-		}
-	})
-	return err
-}
-
-func envName(flagName string) string {
-	return "EDGEHUB_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
