@@ -60,9 +60,9 @@ func TestListenerWaitsForStart(t *testing.T) {
 	waitFile(t, dir+"/ready-b")
 	publisher := make(chan loadgen.Summary, 1)
 	go func() {
-		// 6 publishes: 2 to each of the 3 rooms, once started.
+		// 6 publishes (at 0, 250, ..., 1250 ms): 2 to each of the 3 rooms, once started.
 		sum, err := loadgen.Run(context.Background(), loadgen.Config{
-			Scenario: "fanout", URL: a.WS, Conns: 3, Rooms: 3, Rate: 6, Duration: time.Second,
+			Scenario: "fanout", URL: a.WS, Conns: 3, Rooms: 3, Rate: 4, Duration: 1500 * time.Millisecond,
 			ReadyFile: dir + "/ready-a", StartFile: start,
 		})
 		if err != nil {
