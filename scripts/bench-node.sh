@@ -159,10 +159,10 @@ bench() {
 many() {
 	local nodes=$1 conns=$2 stamp i p pid total=0 rss=0 step hold
 	stamp=$(date -u +%Y%m%dT%H%M%SZ)
-	# Each loader connects, then holds until the last one has connected
-	# and the host has been sampled.
-	step=$((conns / 10000 + 2))
-	hold=$((nodes * step + 10))
+	# Each loader connects, creates its ready file, and waits for the start
+	# file before its hold begins: the host is sampled once every loader is
+	# ready, however long the last one takes to dial.
+	hold=10
 	for ((i = 1; i <= nodes; i++)); do
 		p=$((port + i))
 		if curl -s -o /dev/null "http://127.0.0.1:$p/healthz"; then
@@ -177,13 +177,19 @@ many() {
 			curl -sf "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && break
 			sleep 0.05
 		done
-		show "taskset -c 1 $work/edgehub-bench idle -url ws://127.0.0.1:$p/ws -server-pid $pid -sources $sources -conns $conns -rooms 100 -duration ${hold}s > $out/$stamp-many-${nodes}x$conns-node$i.json &"
+		show "taskset -c 1 $work/edgehub-bench idle -url ws://127.0.0.1:$p/ws -server-pid $pid -sources $sources -conns $conns -rooms 100 -duration ${hold}s -ready-file $work/ready$i -start-file $work/start > $out/$stamp-many-${nodes}x$conns-node$i.json &"
 		taskset -c 1 "$work/edgehub-bench" idle -url "ws://127.0.0.1:$p/ws" -server-pid "$pid" -sources "$sources" \
-			-conns "$conns" -rooms 100 -duration "${hold}s" >"$out/$stamp-many-${nodes}x$conns-node$i.json" 2>"$work/loader$i.log" &
+			-conns "$conns" -rooms 100 -duration "${hold}s" -ready-file "$work/ready$i" -start-file "$work/start" \
+			>"$out/$stamp-many-${nodes}x$conns-node$i.json" 2>"$work/loader$i.log" &
 		many_pids+=("$!")
-		# Let this loader connect before the next starts, so that every
-		# node is counted at its full load while the others hold theirs.
-		sleep "$step"
+	done
+	# Wait (at most 9 minutes) until every loader holds all its connections.
+	local deadline=$((SECONDS + 540)) ready
+	while :; do
+		ready=$(ls "$work" | grep -c '^ready' || true)
+		((ready == nodes)) && break
+		((SECONDS > deadline)) && { log "many: only $ready of $nodes loaders ready after 540 s"; break; }
+		sleep 1
 	done
 	# Every loader is holding its connections: sample the host now.
 	for ((i = 1; i <= nodes; i++)); do
@@ -194,6 +200,7 @@ many() {
 		rss=$((rss + $(awk '/^VmRSS/{print $2}' "/proc/${many_pids[$i]}/status")))
 	done
 	log "many: $total WebSocket connections open at once over $nodes nodes on this host; nodes' RSS $((rss / 1024)) MiB in all, $((rss * 1024 / (total > 0 ? total : 1))) B per connection"
+	run touch "$work/start"
 	for ((i = 1; i < ${#many_pids[@]}; i += 2)); do wait "${many_pids[$i]}" || true; done
 	for ((i = 0; i < ${#many_pids[@]}; i += 2)); do kill "${many_pids[$i]}" 2>/dev/null || true; done
 	many_pids=()

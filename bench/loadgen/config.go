@@ -65,9 +65,10 @@ type Config struct {
 	// RedisAddr (host:port), when set, is asked INFO cpu before and after
 	// the measured phase (fanout): Redis's own CPU per publish.
 	RedisAddr string `json:"redisAddr,omitempty"`
-	// ReadyFile and StartFile hold several loaders at once (fanout): once
+	// ReadyFile and StartFile hold several loaders at once (idle, fanout): once
 	// every connection has joined, the loader creates ReadyFile, then waits
-	// (at most 10 minutes) for StartFile to exist before it publishes.
+	// (at most 10 minutes) for StartFile to exist before it holds (idle,
+	// for Duration) or publishes.
 	// The measured broadcast is then the first one: there is no warm-up, as
 	// another loader's would be counted here.
 	ReadyFile string `json:"readyFile,omitempty"`

@@ -27,6 +27,9 @@ func (s *session) runIdle(ctx context.Context) Summary {
 	phase.end(s, s.upgrade.summary().P99Ms, "upgrade")
 	sum.Connections.ConnectSeconds = connecting.Seconds()
 
+	if cfg.StartFile != "" {
+		s.awaitStart(ctx) // several loaders: all connected before any hold ends
+	}
 	s.phase.Store("hold")
 	sleep(ctx, cfg.Duration)
 	srv := s.probe.stats(before, s.probe.sample(ctx))
