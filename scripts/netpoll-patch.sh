@@ -69,7 +69,7 @@ check)
 		die "$copy is not $mod@$version + $(basename "$patchfile"): regenerate it with $0"
 	for m in "${modules[@]}"; do
 		got=$(go -C "$m" list -m -f '{{with .Replace}}{{.Dir}}{{end}}' "$mod")
-		[[ $(cd "$m" && realpath -m "$got") == "$copy" ]] ||
+		[[ -n $got && $(cd "$m" && realpath -m "$got") == "$copy" ]] ||
 			die "$m/go.mod must replace $mod with $(realpath --relative-to="$m" "$copy"), not '$got'"
 	done
 	echo "netpoll-patch: $copy is $mod@$version + $(basename "$patchfile"), used by every module"
