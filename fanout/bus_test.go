@@ -93,6 +93,27 @@ func (r *busRecorder) wantOffsets(t *testing.T, room string, n int) {
 	}
 }
 
+// eachBus runs f as a subtest for each kind of Bus (Redis ones are
+// skipped in -short).
+func eachBus(t *testing.T, f func(t *testing.T, name string, mk busMaker)) {
+	for name, mk := range kinds(t) {
+		t.Run(name, func(t *testing.T) {
+			if name != "memory" && testing.Short() {
+				t.Skip("Redis in -short")
+			}
+			f(t, name, mk)
+		})
+	}
+}
+
+// busNodeID is the node id a test Bus was made with.
+func busNodeID(b Bus) string {
+	if rb, ok := b.(*syncBus).broker.(*redisBroker); ok {
+		return rb.cfg.NodeID
+	}
+	return "n1"
+}
+
 // busMaker builds a Bus of one kind for a test.
 type busMaker func(t *testing.T, recv Receiver, size int) Bus
 
@@ -162,84 +183,74 @@ func attach(t *testing.T, b Bus, room string, since *Position) History {
 }
 
 func TestBusOffsetsAndDelivery(t *testing.T) {
-	for name, mk := range kinds(t) {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("Redis in -short")
+	eachBus(t, func(t *testing.T, name string, mk busMaker) {
+		rec := newBusRecorder()
+		b := mk(t, rec, 0)
+		attach(t, b, "r", nil)
+		data := ` {"keep" : [1, "é", {"x":null}]} `
+		for want := uint64(1); want <= 3; want++ {
+			off, err := b.Publish(context.Background(), "r", "alice", []byte(data))
+			if err != nil || off != want {
+				t.Fatalf("Publish = %d, %v; want offset %d", off, err, want)
 			}
-			rec := newBusRecorder()
-			b := mk(t, rec, 0)
-			attach(t, b, "r", nil)
-			data := ` {"keep" : [1, "é", {"x":null}]} `
-			for want := uint64(1); want <= 3; want++ {
-				off, err := b.Publish(context.Background(), "r", "alice", []byte(data))
-				if err != nil || off != want {
-					t.Fatalf("Publish = %d, %v; want offset %d", off, err, want)
-				}
-			}
-			rec.wantOffsets(t, "r", 3)
-			rec.mu.Lock()
-			m := rec.msgs["r"][1]
-			rec.mu.Unlock()
-			text := string(m.Text)
-			if m.Text == nil { // the memory bus leaves the frame to the node
-				text = string(m.Data)
-			}
-			if !strings.Contains(text, data) {
-				t.Fatalf("data not kept byte for byte: %q", text)
-			}
-			if off, _ := b.Publish(context.Background(), "other", "bob", []byte("1")); off != 1 {
-				t.Fatalf("a second room starts at offset %d, want 1", off)
-			}
-			if len(rec.offsets("other")) != 0 {
-				t.Fatal("a room without local members was delivered")
-			}
-		})
-	}
+		}
+		rec.wantOffsets(t, "r", 3)
+		rec.mu.Lock()
+		m := rec.msgs["r"][1]
+		rec.mu.Unlock()
+		text := string(m.Text)
+		if m.Text == nil { // the memory bus leaves the frame to the node
+			text = string(m.Data)
+		}
+		if !strings.Contains(text, data) {
+			t.Fatalf("data not kept byte for byte: %q", text)
+		}
+		if off, _ := b.Publish(context.Background(), "other", "bob", []byte("1")); off != 1 {
+			t.Fatalf("a second room starts at offset %d, want 1", off)
+		}
+		if len(rec.offsets("other")) != 0 {
+			t.Fatal("a room without local members was delivered")
+		}
+	})
 }
 
 func TestBusRecovery(t *testing.T) {
-	for name, mk := range kinds(t) {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("Redis in -short")
+	eachBus(t, func(t *testing.T, name string, mk busMaker) {
+		rec := newBusRecorder()
+		b := mk(t, rec, 5)
+		fresh := attach(t, b, "r", nil)
+		if fresh.Latest.Offset != 0 || fresh.Latest.Epoch == "" || fresh.Recovered {
+			t.Fatalf("new room: %+v", fresh)
+		}
+		epoch := fresh.Latest.Epoch
+		publishN(t, b, "r", 8) // offsets 1..8, history keeps 4..8
+		rec.wantOffsets(t, "r", 8)
+		tcs := []struct {
+			name      string
+			since     *Position
+			recovered bool
+			missed    []uint64
+		}{
+			{"no position", nil, false, nil},
+			{"caught up", &Position{epoch, 8}, true, nil},
+			{"missed two", &Position{epoch, 6}, true, []uint64{7, 8}},
+			{"oldest kept is next", &Position{epoch, 3}, true, []uint64{4, 5, 6, 7, 8}},
+			{"trimmed past", &Position{epoch, 2}, false, nil},
+			{"other epoch", &Position{"old", 6}, false, nil},
+			{"from the future", &Position{epoch, 9}, false, nil},
+		}
+		for _, tc := range tcs {
+			h := attach(t, b, "r", tc.since)
+			b.Detach("r")
+			var got []uint64
+			for _, msg := range h.Missed {
+				got = append(got, msg.Offset)
 			}
-			rec := newBusRecorder()
-			b := mk(t, rec, 5)
-			fresh := attach(t, b, "r", nil)
-			if fresh.Latest.Offset != 0 || fresh.Latest.Epoch == "" || fresh.Recovered {
-				t.Fatalf("new room: %+v", fresh)
+			if h.Recovered != tc.recovered || !slices.Equal(got, tc.missed) || h.Latest != (Position{epoch, 8}) {
+				t.Fatalf("%s: recovered=%v missed=%v latest=%+v; want %v %v", tc.name, h.Recovered, got, h.Latest, tc.recovered, tc.missed)
 			}
-			epoch := fresh.Latest.Epoch
-			publishN(t, b, "r", 8) // offsets 1..8, history keeps 4..8
-			rec.wantOffsets(t, "r", 8)
-			tcs := []struct {
-				name      string
-				since     *Position
-				recovered bool
-				missed    []uint64
-			}{
-				{"no position", nil, false, nil},
-				{"caught up", &Position{epoch, 8}, true, nil},
-				{"missed two", &Position{epoch, 6}, true, []uint64{7, 8}},
-				{"oldest kept is next", &Position{epoch, 3}, true, []uint64{4, 5, 6, 7, 8}},
-				{"trimmed past", &Position{epoch, 2}, false, nil},
-				{"other epoch", &Position{"old", 6}, false, nil},
-				{"from the future", &Position{epoch, 9}, false, nil},
-			}
-			for _, tc := range tcs {
-				h := attach(t, b, "r", tc.since)
-				b.Detach("r")
-				var got []uint64
-				for _, msg := range h.Missed {
-					got = append(got, msg.Offset)
-				}
-				if h.Recovered != tc.recovered || !slices.Equal(got, tc.missed) || h.Latest != (Position{epoch, 8}) {
-					t.Fatalf("%s: recovered=%v missed=%v latest=%+v; want %v %v", tc.name, h.Recovered, got, h.Latest, tc.recovered, tc.missed)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // A join whose replay would pass RecoveryMax is not recovered, rather than
@@ -271,109 +282,88 @@ func TestBusRecoveryMax(t *testing.T) {
 }
 
 func TestBusRelayAndSendToNode(t *testing.T) {
-	for name, mk := range kinds(t) {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("Redis in -short")
-			}
-			rec := newBusRecorder()
-			b := mk(t, rec, 0)
-			ctx := context.Background()
-			if err := b.Relay(ctx, "nobody-here", []byte(`{"x":1}`)); err != nil {
-				t.Fatal(err)
-			}
-			attach(t, b, "r", nil)
-			if err := b.Relay(ctx, "r", []byte(`{"type":"ai-chunk"}`)); err != nil {
-				t.Fatal(err)
-			}
-			self := "n1"
-			if name == "redis" {
-				self = "n-" + b.(*syncBus).broker.(*redisBroker).cfg.Prefix
-			}
-			if err := b.SendToNode(ctx, self, []byte(`{"kind":"x"}`)); err != nil {
-				t.Fatal(err)
-			}
-			rec.waitFor(t, "relayed and addressed", func() bool {
-				rec.mu.Lock()
-				defer rec.mu.Unlock()
-				return len(rec.relayed) == 1 && len(rec.addressed) == 1
-			})
+	eachBus(t, func(t *testing.T, name string, mk busMaker) {
+		rec := newBusRecorder()
+		b := mk(t, rec, 0)
+		ctx := context.Background()
+		if err := b.Relay(ctx, "nobody-here", []byte(`{"x":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		attach(t, b, "r", nil)
+		if err := b.Relay(ctx, "r", []byte(`{"type":"ai-chunk"}`)); err != nil {
+			t.Fatal(err)
+		}
+		self := busNodeID(b)
+		if err := b.SendToNode(ctx, self, []byte(`{"kind":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
+		rec.waitFor(t, "relayed and addressed", func() bool {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
-			if rec.relayed[0] != `r {"type":"ai-chunk"}` || rec.addressed[0] != `{"kind":"x"}` {
-				t.Fatalf("relayed %q, addressed %q", rec.relayed, rec.addressed)
-			}
+			return len(rec.relayed) == 1 && len(rec.addressed) == 1
 		})
-	}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if rec.relayed[0] != `r {"type":"ai-chunk"}` || rec.addressed[0] != `{"kind":"x"}` {
+			t.Fatalf("relayed %q, addressed %q", rec.relayed, rec.addressed)
+		}
+	})
 }
 
 func TestBusFleetAndRevoke(t *testing.T) {
-	for name, mk := range kinds(t) {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("Redis in -short")
-			}
-			rec := newBusRecorder()
-			b := mk(t, rec, 0)
-			ctx := context.Background()
-			id := "n1"
-			if name == "redis" {
-				id = "n-" + b.(*syncBus).broker.(*redisBroker).cfg.Prefix
-			}
-			if err := b.Register(ctx, NodeInfo{ID: id, Conns: 7}); err != nil {
-				t.Fatal(err)
-			}
-			nodes, err := b.Nodes(ctx)
-			if err != nil || len(nodes) != 1 || nodes[0].ID != id || nodes[0].Conns != 7 {
-				t.Fatalf("Nodes = %+v, %v", nodes, err)
-			}
-			if r, err := b.Revoked(ctx, "j1"); err != nil || r {
-				t.Fatalf("Revoked before Revoke = %v, %v", r, err)
-			}
-			if err := b.Revoke(ctx, "j1", time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			rec.waitFor(t, "revoke sent to the node", func() bool {
-				rec.mu.Lock()
-				defer rec.mu.Unlock()
-				return len(rec.addressed) == 1
-			})
-			rec.waitFor(t, "the token refused", func() bool {
-				r, err := b.Revoked(ctx, "j1")
-				return err == nil && r
-			})
-			if rec.addressed[0] != `{"kind":"revoke","jti":"j1"}` {
-				t.Fatalf("addressed %q", rec.addressed)
-			}
+	eachBus(t, func(t *testing.T, name string, mk busMaker) {
+		rec := newBusRecorder()
+		b := mk(t, rec, 0)
+		ctx := context.Background()
+		id := busNodeID(b)
+		if err := b.Register(ctx, NodeInfo{ID: id, Conns: 7}); err != nil {
+			t.Fatal(err)
+		}
+		nodes, err := b.Nodes(ctx)
+		if err != nil || len(nodes) != 1 || nodes[0].ID != id || nodes[0].Conns != 7 {
+			t.Fatalf("Nodes = %+v, %v", nodes, err)
+		}
+		if r, err := b.Revoked(ctx, "j1"); err != nil || r {
+			t.Fatalf("Revoked before Revoke = %v, %v", r, err)
+		}
+		if err := b.Revoke(ctx, "j1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		rec.waitFor(t, "revoke sent to the node", func() bool {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return len(rec.addressed) == 1
 		})
-	}
+		rec.waitFor(t, "the token refused", func() bool {
+			r, err := b.Revoked(ctx, "j1")
+			return err == nil && r
+		})
+		if rec.addressed[0] != `{"kind":"revoke","jti":"j1"}` {
+			t.Fatalf("addressed %q", rec.addressed)
+		}
+	})
 }
 
 // Detach is counted: the room stays subscribed while any member stays,
 // and is forgotten once the last one left.
 func TestBusDetachCounts(t *testing.T) {
-	for name, mk := range kinds(t) {
-		t.Run(name, func(t *testing.T) {
-			if name != "memory" && testing.Short() {
-				t.Skip("Redis in -short")
-			}
-			rec := newBusRecorder()
-			b := mk(t, rec, 0)
-			sb := b.(*syncBus)
-			attach(t, b, "r", nil)
-			attach(t, b, "r", nil)
-			b.Detach("r")
-			publishN(t, b, "r", 1)
-			rec.wantOffsets(t, "r", 1)
-			b.Detach("r")
-			rec.waitFor(t, "the room forgotten", func() bool { return !sb.attached("r") })
-			publishN(t, b, "r", 1)
-			attach(t, b, "r", nil)
-			publishN(t, b, "r", 1)
-			rec.waitFor(t, "offset 3", func() bool { return len(rec.offsets("r")) == 2 })
-			if got := rec.offsets("r"); !slices.Equal(got, []uint64{1, 3}) {
-				t.Fatalf("delivered %v, want [1 3]: offset 2 was published with no member", got)
-			}
-		})
-	}
+	eachBus(t, func(t *testing.T, name string, mk busMaker) {
+		rec := newBusRecorder()
+		b := mk(t, rec, 0)
+		sb := b.(*syncBus)
+		attach(t, b, "r", nil)
+		attach(t, b, "r", nil)
+		b.Detach("r")
+		publishN(t, b, "r", 1)
+		rec.wantOffsets(t, "r", 1)
+		b.Detach("r")
+		rec.waitFor(t, "the room forgotten", func() bool { return !sb.attached("r") })
+		publishN(t, b, "r", 1)
+		attach(t, b, "r", nil)
+		publishN(t, b, "r", 1)
+		rec.waitFor(t, "offset 3", func() bool { return len(rec.offsets("r")) == 2 })
+		if got := rec.offsets("r"); !slices.Equal(got, []uint64{1, 3}) {
+			t.Fatalf("delivered %v, want [1 3]: offset 2 was published with no member", got)
+		}
+	})
 }
