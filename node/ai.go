@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +30,65 @@ type AIConfig struct {
 }
 
 // newQueue builds the node's AI queue: in process without Redis, the
-// fleet queue on the first -redis URL with it.
+// fleet queue on the first -redis URL with it; and its gauges.
 func (n *Node) newQueue() (queue.Queue, error) {
+	q, err := n.buildQueue()
+	if err != nil {
+		return nil, err
+	}
+	rules := n.cfg.AI.Rules
+	if rules == nil {
+		rules = queue.DefaultRules()
+	}
+	st := &queueStats{q: q, timeout: n.cfg.RequestTimeout}
+	for _, name := range rules.Queues() {
+		for _, g := range []struct {
+			metric string
+			value  func(queue.Stats) int
+		}{
+			{"edgehub_ai_queue_length", func(s queue.Stats) int { return s.Length }},
+			{"edgehub_ai_queue_pending", func(s queue.Stats) int { return s.Pending }},
+			{"edgehub_ai_queue_consumers", func(s queue.Stats) int { return s.Consumers }},
+		} {
+			n.metrics.set.NewGauge(fmt.Sprintf(`%s{queue=%q}`, g.metric, name), func() float64 {
+				return float64(g.value(st.of(name)))
+			})
+		}
+	}
+	return q, nil
+}
+
+// queueStats caches the queue's Stats for a second: one scrape reads
+// three gauges per queue, and in a fleet each read is a Redis call.
+type queueStats struct {
+	q       queue.Queue
+	timeout time.Duration
+	mu      sync.Mutex
+	at      time.Time
+	stats   []queue.Stats
+}
+
+func (c *queueStats) of(name string) queue.Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		stats, err := c.q.Stats(ctx)
+		cancel()
+		if err == nil {
+			c.stats = stats
+		}
+		c.at = time.Now()
+	}
+	for _, s := range c.stats {
+		if s.Queue == name {
+			return s
+		}
+	}
+	return queue.Stats{Queue: name}
+}
+
+func (n *Node) buildQueue() (queue.Queue, error) {
 	cfg := n.cfg
 	if cfg.Redis == "" {
 		return queue.NewMemory(queue.MemoryConfig{
