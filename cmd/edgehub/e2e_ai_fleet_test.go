@@ -45,7 +45,7 @@ func (b *syncBuffer) String() string {
 }
 
 // startWorker runs the worker binary bin with -redis url and args.
-func startWorker(t *testing.T, bin, url string, args ...string) *worker {
+func startWorker(t testing.TB, bin, url string, args ...string) *worker {
 	t.Helper()
 	w := &worker{out: &syncBuffer{}, done: make(chan struct{})}
 	w.cmd = exec.Command(bin, append([]string{"-redis", url, "-listen", ""}, args...)...)
@@ -78,7 +78,7 @@ func startWorker(t *testing.T, bin, url string, args ...string) *worker {
 }
 
 // kill is kill -9 of this worker's process.
-func (w *worker) kill(t *testing.T) {
+func (w *worker) kill(t testing.TB) {
 	select {
 	case <-w.done:
 		return
