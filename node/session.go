@@ -27,7 +27,9 @@ type session struct {
 	// name is never empty).
 	room string
 	more *[]string
-	jobs []string // AI jobs whose chunks this connection receives
+	// jobs are the AI jobs whose chunks this connection receives; nil
+	// while there are none, so an idle session keeps to 96 bytes.
+	jobs *[]string
 }
 
 func newSession() *session {
@@ -119,16 +121,23 @@ func (s *session) dropMore(i int) {
 
 func (s *session) addJob(id string) {
 	s.mu.Lock()
-	if !slices.Contains(s.jobs, id) {
-		s.jobs = append(s.jobs, id)
+	switch {
+	case s.jobs == nil:
+		s.jobs = &[]string{id}
+	case !slices.Contains(*s.jobs, id):
+		*s.jobs = append(*s.jobs, id)
 	}
 	s.mu.Unlock()
 }
 
 func (s *session) removeJob(id string) {
 	s.mu.Lock()
-	if i := slices.Index(s.jobs, id); i >= 0 {
-		s.jobs = slices.Delete(s.jobs, i, i+1)
+	if s.jobs != nil {
+		if i := slices.Index(*s.jobs, id); i >= 0 {
+			if *s.jobs = slices.Delete(*s.jobs, i, i+1); len(*s.jobs) == 0 {
+				s.jobs = nil
+			}
+		}
 	}
 	s.mu.Unlock()
 }
@@ -143,7 +152,9 @@ func (s *session) detach() (rooms, jobs []string) {
 	if s.room != "" {
 		rooms = append(rooms, s.room)
 	}
-	jobs = s.jobs
+	if s.jobs != nil {
+		jobs = *s.jobs
+	}
 	s.room, s.more, s.jobs = "", nil, nil
 	return rooms, jobs
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // TestSessionRooms walks a session through joins and leaves of one and of
@@ -69,5 +70,36 @@ func TestSessionOneRoomDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("a session's first room allocated %.1f times; want 0", allocs)
+	}
+}
+
+func TestSessionJobs(t *testing.T) {
+	t.Parallel()
+	s := newSession()
+	s.removeJob("none") // before any job: a no-op
+	s.addJob("j1")
+	s.addJob("j2")
+	s.addJob("j1") // once only
+	s.removeJob("j2")
+	s.removeJob("j3")
+	s.addJob("j3")
+	_, jobs := s.detach()
+	if !slices.Equal(jobs, []string{"j1", "j3"}) {
+		t.Fatalf("detach returned jobs %q, want [j1 j3]", jobs)
+	}
+	s.addJob("j4")
+	s.removeJob("j4")
+	if _, jobs := s.detach(); len(jobs) != 0 {
+		t.Fatalf("jobs %q left after the last was removed", jobs)
+	}
+}
+
+// Every connection has a session: it fits the 96-byte size class, with
+// what most connections never use (a second room, AI jobs) behind
+// pointers. A field added here moves every idle connection to the next
+// class (112 bytes).
+func TestSessionSize(t *testing.T) {
+	if size := unsafe.Sizeof(session{}); size > 96 {
+		t.Fatalf("session is %d bytes; keep it within 96", size)
 	}
 }
