@@ -33,8 +33,6 @@ esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bench/results/fleet
 work=$(mktemp -d)
-key=bench-key # the nodes' -api-key for /api/publish; a local, throwaway value
-sources=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 pids=()       # every process started here
 node_pids=()  # nodes of the current step
@@ -42,57 +40,23 @@ node_urls=()  # their ws:// URLs
 node_http=()  # and HTTP origins
 redis_pid=
 redis_port=
-declare -A sysctl_old=()
-rps=/sys/class/net/lo/queues/rx-0/rps_cpus
-rps_old=
 
-log() { printf '%s\n' "$*" >&2; }
-show() { printf '+ %s\n' "$*" >&2; }
-run() { show "$*"; "$@"; }
+# shellcheck source=SCRIPTDIR/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 
-cleanup() {
+# stop_started kills every process started here, by pid (cleanup calls it
+# on exit).
+stop_started() {
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	for k in "${!sysctl_old[@]}"; do sysctl -qw "$k=${sysctl_old[$k]}" 2>/dev/null || true; done
-	[[ -n $rps_old ]] && echo "$rps_old" >"$rps" 2>/dev/null || true
-	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-tune() {
-	local k=$1 v=$2 old
-	old=$(sysctl -n "$k" 2>/dev/null) || { log "skip $k: not readable"; return 0; }
-	if sysctl -qw "$k=$v" 2>/dev/null; then
-		show "sysctl -w $k=\"$v\"   (was \"$old\")"
-		sysctl_old[$k]=$old
-	else
-		log "skip sysctl $k=$v: not allowed here (stays \"$old\")"
-	fi
-}
+install_cleanup
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# The same host preparation as scripts/bench-node.sh (see the reasons there).
-run ulimit -n "$(ulimit -Hn)"
-tune net.ipv4.ip_local_port_range "1024 65000"
-tune net.core.somaxconn 65535
-tune net.ipv4.tcp_max_syn_backlog 65535
-tune net.ipv4.tcp_tw_reuse 1
-if rps_old=$(cat "$rps" 2>/dev/null) && echo 2 >"$rps" 2>/dev/null; then
-	show "echo 2 > $rps   (was \"$rps_old\")"
-else
-	rps_old=
-	log "skip receive packet steering on lo: not allowed here"
-fi
-
+prepare_host
 run mkdir -p "$out"
-if [[ -n ${EDGEHUB_BIN:-} ]]; then
-	run cp "$EDGEHUB_BIN" "$work/edgehub"
-else
-	run go -C "$root" build -o "$work/edgehub" ./cmd/edgehub
-fi
-run go -C "$root/bench" build -o "$work/edgehub-bench" ./cmd/edgehub-bench
+build_binaries
 bench=$work/edgehub-bench
 
 start_redis() {
@@ -124,22 +88,13 @@ start_node() {
 	local i=$1 p pid
 	shift
 	p=$(free_port)
-	show "taskset -c 0 $work/edgehub -listen 127.0.0.1:$p -insecure -api-key $key -max-conns 19900 $* &"
-	taskset -c 0 "$work/edgehub" -listen "127.0.0.1:$p" -insecure -api-key "$key" -max-conns 19900 "$@" \
-		>"$work/node$i.log" 2>&1 &
-	pid=$!
+	start_edgehub "$p" "$work/node$i.log" "$@"
+	pid=$edgehub_pid
 	pids+=("$pid")
 	node_pids+=("$pid")
 	node_urls+=("ws://127.0.0.1:$p/ws")
 	node_http+=("http://127.0.0.1:$p")
-	for _ in $(seq 200); do
-		kill -0 "$pid" 2>/dev/null || break
-		curl -sf "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	log "node $i did not become healthy; its log:"
-	cat "$work/node$i.log" >&2
-	exit 1
+	wait_healthy "$pid" "$p" "$work/node$i.log" "node $i"
 }
 
 stop_nodes() {

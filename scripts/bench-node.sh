@@ -34,79 +34,26 @@ out=$root/bench/results
 [[ $mode == many ]] && out=$root/bench/results/many
 work=$(mktemp -d)
 port=${BENCH_PORT:-18080}
-key=bench-key # the node's -api-key for /api/publish; a local, throwaway value
-# Several source addresses, each with its own ephemeral-port space.
-sources=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 server_pid=
 loader_pid=
 many_pids=() # nodes and loaders of the many mode
-declare -A sysctl_old=()
-rps=/sys/class/net/lo/queues/rx-0/rps_cpus
-rps_old=
 
-log() { printf '%s\n' "$*" >&2; }
-show() { printf '+ %s\n' "$*" >&2; }
-run() { show "$*"; "$@"; }
+# shellcheck source=SCRIPTDIR/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
 
-cleanup() {
-	# Only the processes this script started, by pid.
+# stop_started kills the processes this script started, by pid (cleanup
+# calls it on exit).
+stop_started() {
 	[[ -n $loader_pid ]] && kill "$loader_pid" 2>/dev/null || true
 	[[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
 	for pid in "${many_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	for k in "${!sysctl_old[@]}"; do
-		sysctl -qw "$k=${sysctl_old[$k]}" 2>/dev/null || true
-	done
-	[[ -n $rps_old ]] && echo "$rps_old" >"$rps" 2>/dev/null || true
-	rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+install_cleanup
 
-# tune sets a sysctl for the run when allowed, remembering the old value.
-tune() {
-	local k=$1 v=$2 old
-	old=$(sysctl -n "$k" 2>/dev/null) || { log "skip $k: not readable"; return 0; }
-	if sysctl -qw "$k=$v" 2>/dev/null; then
-		show "sysctl -w $k=\"$v\"   (was \"$old\")"
-		sysctl_old[$k]=$old
-	else
-		log "skip sysctl $k=$v: not allowed here (stays \"$old\")"
-	fi
-}
-
-# Every connection is a file on both sides: take the hard limit (20,000 on
-# this machine, so ~19,900 sockets per process).
-run ulimit -n "$(ulimit -Hn)"
-# Ephemeral ports for the loader's sockets (plus its several sources).
-tune net.ipv4.ip_local_port_range "1024 65000"
-# Accept and SYN queues deep enough for bursts of thousands of dials.
-tune net.core.somaxconn 65535
-tune net.ipv4.tcp_max_syn_backlog 65535
-# Storm closes leave TIME_WAIT sockets; reuse them for new dials.
-tune net.ipv4.tcp_tw_reuse 1
-
-# On loopback the kernel runs the *receiver's* TCP processing (and the
-# wake-up of its reader) in the sender's context, so without this every
-# delivery charges the node's core with the load generator's receive work:
-# measured here, a 100-byte writev to a socket read on the other core costs
-# the sender ~7 us, and ~2.8 us once receive packet steering moves lo's
-# receive processing to the loader's CPU 1 (mask 2). On a real network that
-# work runs on the clients' machines.
-if rps_old=$(cat "$rps" 2>/dev/null) && echo 2 >"$rps" 2>/dev/null; then
-	show "echo 2 > $rps   (was \"$rps_old\")"
-else
-	rps_old=
-	log "skip receive packet steering on lo: not allowed here"
-fi
-
+prepare_host
 run mkdir -p "$out"
-if [[ -n ${EDGEHUB_BIN:-} ]]; then
-	run cp "$EDGEHUB_BIN" "$work/edgehub"
-else
-	run go -C "$root" build -o "$work/edgehub" ./cmd/edgehub
-fi
-run go -C "$root/bench" build -o "$work/edgehub-bench" ./cmd/edgehub-bench
+build_binaries
 
 start_server() {
 	# A node left on the port would answer the health check and be measured
@@ -115,18 +62,9 @@ start_server() {
 		log "127.0.0.1:$port is already served by another process; set BENCH_PORT"
 		exit 1
 	fi
-	show "taskset -c 0 $work/edgehub -listen 127.0.0.1:$port -insecure -api-key $key -max-conns 19900 $* &"
-	taskset -c 0 "$work/edgehub" -listen "127.0.0.1:$port" -insecure -api-key "$key" -max-conns 19900 "$@" \
-		>"$work/edgehub.log" 2>&1 &
-	server_pid=$!
-	for _ in $(seq 200); do
-		kill -0 "$server_pid" 2>/dev/null || break
-		curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.05
-	done
-	log "edgehub did not become healthy; its log:"
-	cat "$work/edgehub.log" >&2
-	exit 1
+	start_edgehub "$port" "$work/edgehub.log" "$@"
+	server_pid=$edgehub_pid
+	wait_healthy "$server_pid" "$port" "$work/edgehub.log" edgehub
 }
 
 stop_server() {
