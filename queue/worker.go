@@ -67,7 +67,15 @@ type runningJob struct {
 	entry  string // stream entry id
 	cancel context.CancelCauseFunc
 	grace  *time.Timer // the asker left; nil otherwise
+	// sends are the job's stored chunks on their way to a room or node,
+	// in order, by one goroutine: the next chunk is stored while the one
+	// before is published, one Redis round trip per chunk instead of two.
+	sends chan func()
 }
+
+// sendQueue is how many stored chunks of one job may wait to be
+// published before the job's backend waits.
+const sendQueue = 64
 
 // Causes that stop a running attempt.
 var (
@@ -320,7 +328,14 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 	actx, cancel := context.WithCancelCause(ctx)
 	actx, stop := context.WithTimeout(actx, w.cfg.Timeout)
 	defer stop()
-	rj := &runningJob{job: *job, entry: entry, cancel: cancel}
+	rj := &runningJob{job: *job, entry: entry, cancel: cancel, sends: make(chan func(), sendQueue)}
+	sent := make(chan struct{})
+	go func() {
+		for send := range rj.sends {
+			send()
+		}
+		close(sent)
+	}()
 	w.mu.Lock()
 	w.running[job.ID] = rj
 	w.mu.Unlock()
@@ -351,12 +366,14 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 		prev = now
 		return w.publish(actx, rj, ch)
 	})
+	close(rj.sends)
+	<-sent // every chunk is out before the job's end is told
 	cause := context.Cause(actx)
 	switch {
 	case err == nil:
 		w.m.job(job.Queue, "done")
-		c.Do(ctx, c.B().Incr().Key(w.k.done(job.Queue, time.Now().Unix())).Build())
-		c.Do(ctx, c.B().Expire().Key(w.k.done(job.Queue, time.Now().Unix())).Seconds(2*throughputWindow).Build())
+		key := w.k.done(job.Queue, time.Now().Unix())
+		c.DoMulti(ctx, c.B().Incr().Key(key).Build(), c.B().Expire().Key(key).Seconds(2*throughputWindow).Build())
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -401,14 +418,19 @@ func (w *Worker) publish(ctx context.Context, rj *runningJob, ch Chunk) error {
 		return errEnded
 	}
 	w.m.chunks.Inc()
-	if job.Room != "" {
-		_ = w.cfg.Transport.Relay(ctx, job.Room, ChunkFrame(job, ch))
-	}
-	if node := st[1]; node != "" {
+	node := st[1]
+	if node != "" {
 		w.attached(rj)
-		_ = w.cfg.Transport.SendToNode(ctx, node, chunkEvent(job, ch))
 	} else {
 		w.askerGone(rj)
+	}
+	rj.sends <- func() {
+		if job.Room != "" {
+			_ = w.cfg.Transport.Relay(ctx, job.Room, ChunkFrame(job, ch))
+		}
+		if node != "" {
+			_ = w.cfg.Transport.SendToNode(ctx, node, chunkEvent(job, ch))
+		}
 	}
 	return nil
 }
