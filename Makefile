@@ -21,6 +21,7 @@ run: build
 ## build: the node, and the load generator (bench module)
 build:
 	$(GO) build -o bin/edgehub ./cmd/edgehub
+	$(GO) build -o bin/edgehub-worker ./cmd/edgehub-worker
 	$(GO) -C bench build -o $(CURDIR)/bin/edgehub-bench ./cmd/edgehub-bench
 
 ## deps: install what the tests use (redis-server, chromium, npm clients, k6)

@@ -335,6 +335,7 @@
 
   function onChunk(f) {
     if (ai && ai.job && f.job === ai.job) {
+      if (f.reset) { ai.chunks = []; ai.lastSeq = -1; } // a retried attempt starts the answer over
       if (f.seq <= ai.lastSeq && !(f.done && !ai.done)) return;
       ai.chunks[f.seq] = f.content;
       if (f.seq > ai.lastSeq) ai.lastSeq = f.seq;
@@ -357,6 +358,7 @@
       j.msg = { room: f.room, offset: null, from: 'AI', text: '', ai: true };
       addMessage(r, j.msg);
     }
+    if (f.reset) j.chunks = []; // a retried attempt starts the answer over
     j.chunks[f.seq] = f.content;
     j.msg.text = j.chunks.filter(function (c) { return c !== undefined; }).join(' ');
     if (j.msg.li) j.msg.li.querySelector('.text').textContent = j.msg.text + (f.done ? '' : ' …');
