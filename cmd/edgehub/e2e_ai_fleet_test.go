@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -244,6 +245,25 @@ func TestAIFleetRouting(t *testing.T) {
 	r := llm.Next(time.Second)
 	if r == nil || r.Model != "qwen2.5-coder" || !strings.Contains(r.Message, "func (s S)") {
 		t.Fatalf("the backend was asked %+v", r)
+	}
+	code, _, body := httpDo(t, "GET", nodes[0].HTTP+"/api/queues", "", nil)
+	var view struct {
+		Queues []struct {
+			Queue                      string
+			Length, Pending, Consumers int
+		}
+	}
+	if err := json.Unmarshal(body, &view); err != nil || code != 200 {
+		t.Fatalf("/api/queues: %d %s", code, body)
+	}
+	for _, q := range view.Queues {
+		if want := map[bool]int{true: 1, false: 0}[q.Queue == "code"]; q.Consumers != want || q.Length != 0 || q.Pending != 0 {
+			t.Errorf("/api/queues %s: %+v, want %d consumers and nothing waiting", q.Queue, q, want)
+		}
+	}
+	page := metrics(t, nodes[0])
+	if v, ok := metricValue(page, `edgehub_ai_queue_consumers{queue="code"}`); !ok || v != 1 {
+		t.Errorf("edgehub_ai_queue_consumers{queue=\"code\"} = %v (%v)", v, ok)
 	}
 }
 
