@@ -231,8 +231,8 @@ func TestRedisLongAnswerOnALiveWorkerIsNotReclaimed(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
 	q, s := f.node("a")
-	const visibility = 150 * time.Millisecond
-	slow := Echo{Delay: 30 * time.Millisecond} // 40 words: ~8 visibility timeouts
+	const visibility = 400 * time.Millisecond
+	slow := Echo{Delay: 30 * time.Millisecond} // 40 words: three visibility timeouts
 	f.worker(WorkerConfig{Consumer: "w1", Backend: slow, VisibilityTimeout: visibility})
 	f.worker(WorkerConfig{Consumer: "w2", Backend: slow, VisibilityTimeout: visibility})
 	job := &Job{Message: strings.Repeat("w ", 40)}

@@ -277,9 +277,9 @@ func TestAIFleetWorkerKill(t *testing.T) {
 	srv := redistest.Start(t)
 	nodes := fleet(t, srv.URL(), 2)
 	words := strings.Fields(strings.Repeat("slow ", 29) + "end")
-	llm := llmtest.Start(t, llmtest.Behavior{Answer: strings.Join(words, " "), Delay: 60 * time.Millisecond})
+	llm := llmtest.Start(t, llmtest.Behavior{Answer: strings.Join(words, " "), Delay: 100 * time.Millisecond})
 	bin := workerBinary(t)
-	args := []string{"-backend", "openai", "-backend-url", llm.OpenAIURL(), "-api-key", "k", "-visibility-timeout", "600ms"}
+	args := []string{"-backend", "openai", "-backend-url", llm.OpenAIURL(), "-api-key", "k", "-visibility-timeout", "1s"}
 	first := startWorker(t, bin, srv.URL(), append(args, "-consumer", "first")...)
 
 	c := dial(t, nodes[0])
@@ -298,7 +298,7 @@ func TestAIFleetWorkerKill(t *testing.T) {
 	}
 	t.Logf("worker killed after 3 chunks; the client got reset at seq 0 and all %d chunks from the second worker", len(a.words))
 
-	// 30 pieces 60ms apart: ~1.8s, three visibility timeouts, with two
+	// 30 pieces 100ms apart: ~3s, three visibility timeouts, with two
 	// live workers that could reclaim it.
 	startWorker(t, bin, srv.URL(), append(args, "-consumer", "third")...)
 	job, _ = ask(t, c, "tell me slowly again")
