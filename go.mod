@@ -14,6 +14,7 @@ require (
 	github.com/valyala/bytebufferpool v1.0.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/time v0.16.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
