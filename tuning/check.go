@@ -25,8 +25,8 @@ const (
 	// /proc/net/sockstat's TCP mem), one for each direction.
 	BufferBytesPerConn = 2 * 4096
 	// NodeBytesPerConn is a node's RSS per idle connection in a room, from
-	// the idle run in bench/results (4,457 B at 18,000 connections).
-	NodeBytesPerConn = 4457
+	// the idle run in bench/results (README: 2,859 B, slope 5,000-18,000).
+	NodeBytesPerConn = 2859
 )
 
 // Status is the outcome of one line of a Report.
