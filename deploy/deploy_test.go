@@ -424,7 +424,7 @@ func TestDashboard(t *testing.T) {
 	want := []string{"edgehub_connections_active", "edgehub_messages_in_total", "edgehub_messages_out_total",
 		"edgehub_bytes_out_total", "edgehub_outbound_queued_bytes", "edgehub_slow_consumer_closes_total",
 		"edgehub_bus_lag_seconds", "edgehub_redis_publish_duration_seconds", "edgehub_ai_jobs_total",
-		"edgehub_ai_first_chunk_seconds"}
+		"edgehub_ai_first_chunk_seconds", "edgehub_ai_queue_length"}
 	used := map[string]bool{}
 	for _, p := range d.Panels {
 		if len(p.Targets) == 0 {
