@@ -52,6 +52,11 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		return nil, err
 	}
+	// netpoll sets TCP_NODELAY only on sockets it accepted itself: without
+	// it, Nagle holds a frame written while the client's kernel delays
+	// its ACK of the one before (40 ms on Linux), e.g. an ai-chunk just
+	// after "queued". Best effort: a socket without it still works.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	return &acceptedConn{fd: fd, local: l.ln.Addr(), remote: sockaddrToTCP(sa)}, nil
 }
 
