@@ -40,26 +40,35 @@ func ErrorFrame(job *Job, reason string) []byte {
 }
 
 // Event is what a worker sends to the asker's node (fanout
-// Bus.SendToNode): one chunk, or the job's failure. Kind is EventKind.
+// Bus.SendToNode): chunks of one job, in order, or the job's failure.
+// Kind is EventKind.
 type Event struct {
-	Kind    string `json:"kind"`
-	Job     string `json:"job"`
-	Queue   string `json:"queue"`
-	Created int64  `json:"created"` // the job's creation, Unix milliseconds
+	Kind    string       `json:"kind"`
+	Job     string       `json:"job"`
+	Queue   string       `json:"queue"`
+	Created int64        `json:"created"` // the job's creation, Unix milliseconds
+	Chunks  []EventChunk `json:"chunks,omitempty"`
+	Error   string       `json:"error,omitempty"` // set: the job failed with this reason
+}
+
+// EventChunk is one chunk in an Event.
+type EventChunk struct {
 	Seq     int    `json:"seq"`
 	Content string `json:"content,omitempty"`
 	Done    bool   `json:"done,omitempty"`
 	Reset   bool   `json:"reset,omitempty"`
 	Attempt int    `json:"attempt,omitempty"`
-	Error   string `json:"error,omitempty"` // set: the job failed with this reason
 }
 
 // EventKind is the "kind" of an Event among a node's addressed payloads.
 const EventKind = "ai"
 
-func chunkEvent(job *Job, c Chunk) []byte {
-	b, _ := json.Marshal(Event{Kind: EventKind, Job: job.ID, Queue: job.Queue, Created: job.Created.UnixMilli(),
-		Seq: c.Seq, Content: c.Content, Done: c.Done, Reset: c.Reset, Attempt: c.Attempt})
+func chunkEvent(job *Job, cs []Chunk) []byte {
+	e := Event{Kind: EventKind, Job: job.ID, Queue: job.Queue, Created: job.Created.UnixMilli(), Chunks: make([]EventChunk, len(cs))}
+	for i, c := range cs {
+		e.Chunks[i] = EventChunk{Seq: c.Seq, Content: c.Content, Done: c.Done, Reset: c.Reset, Attempt: c.Attempt}
+	}
+	b, _ := json.Marshal(e)
 	return b
 }
 
@@ -77,11 +86,14 @@ func Dispatch(payload []byte, sink Sink) error {
 	if e.Kind != EventKind || e.Job == "" {
 		return fmt.Errorf("queue: not an AI event: %.80s", payload)
 	}
-	job := &Job{ID: e.Job, Queue: e.Queue, Created: time.UnixMilli(e.Created), Attempt: e.Attempt}
+	job := &Job{ID: e.Job, Queue: e.Queue, Created: time.UnixMilli(e.Created)}
 	if e.Error != "" {
 		sink.OnFailed(job, e.Error)
 		return nil
 	}
-	sink.OnChunk(job, Chunk{Job: e.Job, Seq: e.Seq, Content: e.Content, Done: e.Done, Reset: e.Reset, Attempt: e.Attempt})
+	for _, c := range e.Chunks {
+		job.Attempt = c.Attempt
+		sink.OnChunk(job, Chunk{Job: e.Job, Seq: c.Seq, Content: c.Content, Done: c.Done, Reset: c.Reset, Attempt: c.Attempt})
+	}
 	return nil
 }

@@ -80,20 +80,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {'', tostring(prev), h[3] or ''}
 `)
 
-// chunkScript stores one chunk of attempt ARGV[1], if that attempt still
-// owns the job, and answers "" and the node live chunks go to. The last
-// chunk keeps the job's hash as long as its answer.
+// chunkScript stores chunks of attempt ARGV[1], if that attempt still
+// owns the job, and answers "" and the node live chunks go to. ARGV[2] is
+// the answer's TTL; each chunk is four arguments from ARGV[3]: seq,
+// content, done, reset. The last chunk keeps the job's hash as long as its
+// answer.
 var chunkScript = rueidis.NewLuaScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'node')
 if not h[1] then return {'gone'} end
 if h[1] ~= '' then return {h[1]} end
 if h[2] ~= ARGV[1] then return {'stale'} end
-redis.call('XADD', KEYS[2], '*', 'seq', ARGV[2], 'content', ARGV[3], 'done', ARGV[4], 'reset', ARGV[5], 'attempt', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'state', 'done')
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+for i = 3, #ARGV, 4 do
+  redis.call('XADD', KEYS[2], '*', 'seq', ARGV[i], 'content', ARGV[i+1], 'done', ARGV[i+2], 'reset', ARGV[i+3], 'attempt', ARGV[1])
+  if ARGV[i+2] == '1' then
+    redis.call('HSET', KEYS[1], 'state', 'done')
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
 end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return {'', h[3] or ''}
 `)
 

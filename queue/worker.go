@@ -354,6 +354,7 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 	if reset {
 		w.m.reset.Inc()
 	}
+	store := w.newStorer(actx, rj)
 	first, prev := true, time.Now()
 	err = answer(actx, w.cfg.Backend, job, reset, func(ch Chunk) error {
 		now := time.Now()
@@ -364,8 +365,11 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 			w.m.chunkGap.Update(now.Sub(prev).Seconds())
 		}
 		prev = now
-		return w.publish(actx, rj, ch)
+		return store.add(ch)
 	})
+	if serr := store.close(); serr != nil {
+		err = serr // why the attempt stopped: the backend only saw its context end
+	}
 	close(rj.sends)
 	<-sent // every chunk is out before the job's end is told
 	cause := context.Cause(actx)
@@ -377,11 +381,11 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case errors.Is(err, errStale) || errors.Is(cause, errStale):
+	case errors.Is(err, errStale):
 		return errStale
 	case errors.Is(err, errEnded):
 		return nil
-	case errors.Is(cause, errCancelled):
+	case errors.Is(err, errCancelled) || errors.Is(cause, errCancelled):
 		w.m.job(job.Queue, "cancelled")
 		w.notify(ctx, job, node, ReasonCancelled) // the hash says cancelled already
 		return nil
@@ -399,25 +403,27 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 	return w.end(ctx, job, stateFailed, err.Error())
 }
 
-// publish stores one chunk and sends it on.
-func (w *Worker) publish(ctx context.Context, rj *runningJob, ch Chunk) error {
+// store writes a batch of an attempt's chunks and queues them to be sent
+// on; it returns why the attempt must stop, if it must.
+func (w *Worker) store(ctx context.Context, rj *runningJob, batch []Chunk) error {
 	job := &rj.job
-	st, err := scriptState(ctx, w.cfg.Client, chunkScript, []string{w.k.job(job.ID), w.k.out(job.ID)}, []string{
-		strconv.Itoa(ch.Attempt), strconv.Itoa(ch.Seq), ch.Content, flag01(ch.Done), flag01(ch.Reset),
-		strconv.FormatInt(w.cfg.Retain.Milliseconds(), 10),
-	})
+	args := make([]string, 2, 2+4*len(batch))
+	args[0], args[1] = strconv.Itoa(job.Attempt), strconv.FormatInt(w.cfg.Retain.Milliseconds(), 10)
+	for _, c := range batch {
+		args = append(args, strconv.Itoa(c.Seq), c.Content, flag01(c.Done), flag01(c.Reset))
+	}
+	st, err := scriptState(ctx, w.cfg.Client, chunkScript, []string{w.k.job(job.ID), w.k.out(job.ID)}, args)
 	switch {
 	case err != nil:
 		return fmt.Errorf("cannot store the answer: %w", err)
 	case st[0] == stateStale:
 		return errStale
 	case st[0] == stateCancelled:
-		rj.cancel(errCancelled)
 		return errCancelled
 	case st[0] != "":
 		return errEnded
 	}
-	w.m.chunks.Inc()
+	w.m.chunks.Add(len(batch))
 	node := st[1]
 	if node != "" {
 		w.attached(rj)
@@ -426,10 +432,12 @@ func (w *Worker) publish(ctx context.Context, rj *runningJob, ch Chunk) error {
 	}
 	rj.sends <- func() {
 		if job.Room != "" {
-			_ = w.cfg.Transport.Relay(ctx, job.Room, ChunkFrame(job, ch))
+			for _, c := range batch { // a frame per chunk, for the members' sockets
+				_ = w.cfg.Transport.Relay(ctx, job.Room, ChunkFrame(job, c))
+			}
 		}
 		if node != "" {
-			_ = w.cfg.Transport.SendToNode(ctx, node, chunkEvent(job, ch))
+			_ = w.cfg.Transport.SendToNode(ctx, node, chunkEvent(job, batch))
 		}
 	}
 	return nil
