@@ -291,12 +291,14 @@ func TestAIFleetWorkerKill(t *testing.T) {
 		}
 	}
 	first.kill(t)
+	killed := time.Now()
 	startWorker(t, bin, srv.URL(), append(args, "-consumer", "second")...)
 	a := readAnswer(t, c, job, 3)
 	if a.resets != 1 || a.failed != "" || strings.Join(a.words, " ") != strings.Join(words, " ") {
 		t.Fatalf("after the kill: %d resets, failed %s, answer %q", a.resets, a.failed, strings.Join(a.words, " "))
 	}
-	t.Logf("worker killed after 3 chunks; the client got reset at seq 0 and all %d chunks from the second worker", len(a.words))
+	t.Logf("worker killed (kill -9) after 3 chunks; the client got reset: true at seq 0, then all %d chunks from the second worker, done %v after the kill (visibility timeout 1s)",
+		len(a.words), time.Since(killed).Round(10*time.Millisecond))
 
 	// 30 pieces 100ms apart: ~3s, three visibility timeouts, with two
 	// live workers that could reclaim it.
