@@ -24,7 +24,8 @@ import (
 //	{p}:jobs:ctl                  pub/sub: "cancel {id}", "detach {id}" for workers
 //
 // A job's state is "" while it waits or runs, then "done", "cancelled",
-// "failed" or "dead"; every step that changes it is a script that checks it
+// "failed" or "dead" (scripts also answer "stale": another attempt owns
+// the job, and "gone": its hash expired); every step that changes it is a script that checks it
 // first, so a cancel, a zombie worker's chunk and a retry cannot interleave.
 type keys struct{ prefix string }
 
@@ -54,7 +55,6 @@ const (
 	stateFailed    = "failed"
 	stateDead      = "dead"
 	stateStale     = "stale" // a script's answer: another attempt owns the job
-	stateGone      = "gone"  // a script's answer: the job hash expired
 )
 
 // readScript returns the job hash and its output stream; with ARGV[1] it
