@@ -34,6 +34,7 @@ import (
 
 type config struct {
 	redis, prefix, backend, queues, listen string
+	rules                                  string
 	echoDelay                              time.Duration
 	backendCfg                             queue.BackendConfig
 	worker                                 queue.WorkerConfig
@@ -62,7 +63,8 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&cfg.redis, "redis", "", "Redis of the fleet, as the nodes' -redis (the queue lives on the first URL)")
 	fs.StringVar(&cfg.prefix, "redis-prefix", fanout.DefaultRedisPrefix, "prefix of every Redis key and channel, as the nodes'")
 	fs.StringVar(&cfg.backend, "backend", "echo", "LLM backend: openai (any OpenAI-compatible server), anthropic, or echo")
-	fs.StringVar(&cfg.queues, "queues", "", "comma-separated queues to answer (default: every queue of the shipped rules)")
+	fs.StringVar(&cfg.queues, "queues", "", "comma-separated queues to answer (default: every queue of -ai-rules)")
+	fs.StringVar(&cfg.rules, "ai-rules", "", "the nodes' -ai-rules file, for the default -queues (default: the shipped rules)")
 	fs.IntVar(&w.Concurrency, "concurrency", 16, "jobs answered at once")
 	fs.StringVar(&cfg.backendCfg.Model, "model", "", "model of the jobs whose rule and client name none")
 	fs.StringVar(&cfg.backendCfg.BaseURL, "backend-url", "", "base URL of the backend (e.g. http://127.0.0.1:8000/v1/ for vLLM); default: the SDK's, or OPENAI_BASE_URL / ANTHROPIC_BASE_URL")
@@ -89,6 +91,13 @@ func parseConfig(args []string) (config, error) {
 		if q = strings.TrimSpace(q); q != "" {
 			w.Queues = append(w.Queues, q)
 		}
+	}
+	if len(w.Queues) == 0 {
+		rules, err := queue.LoadRules(cfg.rules)
+		if err != nil {
+			return cfg, err
+		}
+		w.Queues = rules.Queues()
 	}
 	w.Prefix, w.Model = cfg.prefix, cfg.backendCfg.Model
 	switch cfg.backend {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,10 +32,28 @@ func TestParseConfigFlagsAndEnvironment(t *testing.T) {
 	}
 }
 
+func TestParseConfigQueuesFromRules(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"default":{"queue":"general"},"rules":[{"queue":"math","pattern":"\\d"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig([]string{"-redis", "redis://x:1", "-ai-rules", rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := cfg.worker.Queues; len(q) != 2 || q[0] != "general" || q[1] != "math" {
+		t.Fatalf("queues %q", q)
+	}
+	if cfg, _ := parseConfig([]string{"-redis", "redis://x:1"}); len(cfg.worker.Queues) != len(queue.DefaultRules().Queues()) {
+		t.Fatalf("default queues %q", cfg.worker.Queues)
+	}
+}
+
 func TestParseConfigRefuses(t *testing.T) {
 	for _, args := range [][]string{
 		{}, // no -redis
-		{"-redis", "redis://x:1", "-backend", "gpt"}, // unknown backend
+		{"-redis", "redis://x:1", "-backend", "gpt"},                // unknown backend
+		{"-redis", "redis://x:1", "-ai-rules", "/nonexistent.json"}, // no rules file
 	} {
 		if _, err := parseConfig(args); err == nil {
 			t.Errorf("%q accepted", args)
