@@ -387,7 +387,12 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 		return nil
 	case errors.Is(err, errCancelled) || errors.Is(cause, errCancelled):
 		w.m.job(job.Queue, "cancelled")
-		w.notify(ctx, job, node, ReasonCancelled) // the hash says cancelled already
+		// The hash says cancelled already; the asker may have moved since
+		// the start.
+		if now, err := c.Do(ctx, c.B().Hget().Key(w.k.job(job.ID)).Field("node").Build()).ToString(); err == nil {
+			node = now
+		}
+		w.notify(ctx, job, node, ReasonCancelled)
 		return nil
 	case errors.Is(cause, errAskerGone):
 		w.m.job(job.Queue, "cancelled")
