@@ -86,6 +86,16 @@ func fleetUp(t *testing.T, args ...string) *lbFleet {
 		return cmd.CombinedOutput()
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			// A node that stopped answering shows why in its log: Go
+			// prints every goroutine's stack at SIGQUIT.
+			for name, pid := range f.pids {
+				if strings.HasPrefix(name, "node") && alive(pid) {
+					_ = syscall.Kill(pid, syscall.SIGQUIT)
+				}
+			}
+			time.Sleep(time.Second)
+		}
 		// down stops what up started, by pid; check that nothing is left.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -101,7 +111,7 @@ func fleetUp(t *testing.T, args ...string) *lbFleet {
 			logs, _ := filepath.Glob(filepath.Join(f.dir, "logs", "*.log"))
 			for _, l := range logs {
 				b, _ := os.ReadFile(l)
-				t.Logf("--- %s (tail)\n%s", filepath.Base(l), tail(b, 3000))
+				t.Logf("--- %s (tail)\n%s", filepath.Base(l), tail(b, 60000))
 			}
 		}
 	})
