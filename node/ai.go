@@ -26,7 +26,7 @@ import (
 type AIConfig struct {
 	Rules      *queue.Rules // content routing (-ai-rules); queue.DefaultRules
 	MaxWaiting int          // waiting jobs beyond which ai-query gets unavailable; queue.DefaultMaxWaiting
-	MaxPerUser int          // jobs one user may have waiting or running in process (rate_limited beyond); queue.DefaultMaxPerUser
+	MaxPerUser int          // jobs one user may have waiting or running (rate_limited beyond); queue.DefaultMaxPerUser
 }
 
 // newQueue builds the node's AI queue: in process without Redis, the
@@ -109,7 +109,7 @@ func (n *Node) buildQueue() (queue.Queue, error) {
 	defer cancel()
 	q, err := queue.NewRedis(ctx, queue.RedisConfig{
 		Client: client, Prefix: cfg.RedisPrefix, Node: cfg.NodeID, Rules: cfg.AI.Rules,
-		MaxWaiting: cfg.AI.MaxWaiting, Rooms: n.bus,
+		MaxWaiting: cfg.AI.MaxWaiting, MaxPerUser: cfg.AI.MaxPerUser, Rooms: n.bus,
 	}, n.relay)
 	if err != nil {
 		client.Close()

@@ -21,6 +21,7 @@ type RedisConfig struct {
 	Rooms      Rooms          // carries the ai-error of a room job cancelled before a worker took it
 	MaxLen     int64          // approximate cap of each job stream (XADD MAXLEN ~); 100000
 	MaxWaiting int            // waiting jobs of a queue beyond which Enqueue says ErrFull; DefaultMaxWaiting
+	MaxPerUser int            // jobs of one user not ended (counted for Retain at most) beyond which Enqueue says ErrUserLimit; DefaultMaxPerUser
 	Retain     time.Duration  // how long a job's hash and answer stay for resume; 10 minutes
 }
 
@@ -60,6 +61,9 @@ func NewRedis(ctx context.Context, cfg RedisConfig, sink Sink) (*Redis, error) {
 	if cfg.MaxWaiting <= 0 {
 		cfg.MaxWaiting = DefaultMaxWaiting
 	}
+	if cfg.MaxPerUser <= 0 {
+		cfg.MaxPerUser = DefaultMaxPerUser
+	}
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10 * time.Minute
 	}
@@ -92,6 +96,18 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) er
 	if st.Length >= q.cfg.MaxWaiting {
 		return ErrFull
 	}
+	now := time.Now()
+	ukey := q.k.user(job.Owner)
+	admitted, err := userScript.Exec(ctx, c, []string{ukey}, []string{
+		strconv.FormatInt(now.UnixMilli(), 10), strconv.Itoa(q.cfg.MaxPerUser),
+		strconv.FormatInt(now.Add(q.cfg.Retain).UnixMilli(), 10), job.ID, strconv.FormatInt(q.cfg.Retain.Milliseconds(), 10),
+	}).AsInt64()
+	if err != nil {
+		return err
+	}
+	if admitted == 0 {
+		return ErrUserLimit
+	}
 	fields := jobFields(job)
 	hkey := q.k.job(job.ID)
 	set := c.B().Hset().Key(hkey).FieldValue().FieldValue("node", job.Node).FieldValue("state", "").FieldValue("attempt", "0")
@@ -101,6 +117,7 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) er
 	res := c.DoMulti(ctx, set.Build(), c.B().Pexpire().Key(hkey).Milliseconds(q.cfg.Retain.Milliseconds()).Build())
 	for _, r := range res {
 		if err := r.Error(); err != nil {
+			c.Do(ctx, c.B().Zrem().Key(ukey).Member(job.ID).Build())
 			return err
 		}
 	}
@@ -115,6 +132,7 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) er
 		add = add.FieldValue(fields[i], fields[i+1])
 	}
 	if err := c.Do(ctx, add.Build()).Error(); err != nil {
+		c.Do(ctx, c.B().Zrem().Key(ukey).Member(job.ID).Build())
 		return fmt.Errorf("%w: %v", ErrLost, err)
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 //	                              asker left), conn, attempt, state, error; TTL
 //	{p}:job:{id}:out              stream of the current attempt's chunks; TTL
 //	{p}:jobs:dead                 stream of dead-lettered jobs
+//	{p}:user:{owner}:ai           sorted set: the user's jobs not ended, by
+//	                              when they stop counting anyway; TTL
 //	{p}:jobs:ctl                  pub/sub: "cancel {id}", "detach {id}" for workers
 //
 // A job's state is "" while it waits or runs, then "done", "cancelled",
@@ -42,6 +44,9 @@ func (k keys) done(queue string, sec int64) string {
 func (k keys) job(id string) string { return k.prefix + ":job:{" + id + "}" }
 func (k keys) out(id string) string { return k.job(id) + ":out" }
 func (k keys) dead() string         { return k.prefix + ":jobs:dead" }
+func (k keys) user(owner string) string {
+	return k.prefix + ":user:{" + owner + "}:ai"
+}
 func (k keys) ctl() string          { return k.prefix + ":jobs:ctl" }
 
 // throughputWindow is how far back the measured throughput of a queue
@@ -128,6 +133,16 @@ var detachScript = rueidis.NewLuaScript(`
 if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'node', '')
 redis.call('PUBLISH', ARGV[2], 'detach ' .. ARGV[3])
+return 1
+`)
+
+// userScript admits a job of a user with fewer than ARGV[2] jobs that
+// have not ended (nor passed their horizon, ARGV[1]): 1, else 0.
+var userScript = rueidis.NewLuaScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 `)
 

@@ -398,3 +398,45 @@ func TestRedisAttachMovesTheLiveStream(t *testing.T) {
 		t.Fatal("node a kept getting the live chunks after the attach elsewhere")
 	}
 }
+
+func TestRedisCapsJobsPerUser(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	s := newSink()
+	q, err := NewRedis(context.Background(), RedisConfig{Client: f.client(), Prefix: f.prefix, Node: "a", MaxPerUser: 2}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(owner string) (*Job, error) {
+		job := &Job{Message: "a b", Owner: owner}
+		return job, q.Enqueue(context.Background(), job, func(Ticket) {})
+	}
+	var jobs []*Job
+	for range 2 {
+		job, err := add("u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, job)
+	}
+	if _, err := add("u"); !errors.Is(err, ErrUserLimit) {
+		t.Fatalf("a third job of u: %v, want ErrUserLimit", err)
+	}
+	if _, err := add("v"); err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	f.bus("a", receiver{s}) // the node's channel, for the answers
+	f.worker(WorkerConfig{Consumer: "w", Backend: Echo{}})
+	for _, job := range jobs {
+		s.waitEnd(t, job.ID)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for { // the worker acks after the last chunk went out
+		if _, err := add("u"); err == nil {
+			break
+		} else if !errors.Is(err, ErrUserLimit) || time.Now().After(deadline) {
+			t.Fatalf("u after its jobs ended: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

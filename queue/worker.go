@@ -305,7 +305,7 @@ func (w *Worker) run(ctx context.Context, job *Job, entry string, deliveries int
 			w.deadLetter(ctx, job, entry, err)
 			return
 		}
-		w.ack(ctx, job.Queue, entry)
+		w.ack(ctx, job, entry)
 		return
 	}
 }
@@ -495,12 +495,16 @@ func (w *Worker) deadLetter(ctx context.Context, job *Job, entry string, cause e
 	w.m.dead.Inc()
 	w.m.job(job.Queue, "dead")
 	_ = w.end(ctx, job, stateDead, reason)
-	w.ack(ctx, job.Queue, entry)
+	w.ack(ctx, job, entry)
 }
 
-func (w *Worker) ack(ctx context.Context, queue, entry string) {
+// ack ends a job in the queue: its entry leaves the group's pending list
+// and it no longer counts against its user's cap.
+func (w *Worker) ack(ctx context.Context, job *Job, entry string) {
 	c := w.cfg.Client
-	c.Do(ctx, c.B().Xack().Key(w.k.jobs(queue)).Group(Group).Id(entry).Build())
+	c.DoMulti(ctx,
+		c.B().Xack().Key(w.k.jobs(job.Queue)).Group(Group).Id(entry).Build(),
+		c.B().Zrem().Key(w.k.user(job.Owner)).Member(job.ID).Build())
 }
 
 // refresh keeps the pending entries of running jobs from looking idle.

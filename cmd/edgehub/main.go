@@ -117,7 +117,7 @@ func parseConfig(args []string) (node.Config, slog.Level, error) {
 	fs.DurationVar(&cfg.EchoDelay, "echo-delay", node.DefaultEchoDelay, "pause between the echo backend's words")
 	fs.StringVar(&aiRules, "ai-rules", "", "JSON file of the AI routing rules (queue/rules.default.json is the format and the default)")
 	fs.IntVar(&cfg.AI.MaxWaiting, "ai-max-waiting", queue.DefaultMaxWaiting, "AI jobs waiting in a queue beyond which ai-query gets error unavailable")
-	fs.IntVar(&cfg.AI.MaxPerUser, "ai-max-per-user", queue.DefaultMaxPerUser, "AI jobs one user may have waiting or running in process (error rate_limited beyond)")
+	fs.IntVar(&cfg.AI.MaxPerUser, "ai-max-per-user", queue.DefaultMaxPerUser, "AI jobs one user may have waiting or running (error rate_limited beyond)")
 	fs.TextVar(&level, "log-level", level, "log level: debug, info, warn, error")
 	fs.StringVar(&debugListen, "debug-listen", "", "address to serve net/http/pprof on (e.g. 127.0.0.1:6060); empty: off")
 	if err := fs.Parse(args); err != nil {
