@@ -47,7 +47,7 @@ func (k keys) dead() string         { return k.prefix + ":jobs:dead" }
 func (k keys) user(owner string) string {
 	return k.prefix + ":user:{" + owner + "}:ai"
 }
-func (k keys) ctl() string          { return k.prefix + ":jobs:ctl" }
+func (k keys) ctl() string { return k.prefix + ":jobs:ctl" }
 
 // throughputWindow is how far back the measured throughput of a queue
 // looks, for wait estimates.
