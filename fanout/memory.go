@@ -150,6 +150,12 @@ func (m *memBroker) read(_ context.Context, room string, after uint64, limit int
 	return append([]Message(nil), kept[:min(limit, len(kept))]...), top, nil
 }
 
+func (m *memBroker) epoch(_ context.Context, room string) (string, error) {
+	r := m.lockRoom(room)
+	defer r.mu.Unlock()
+	return r.epoch, nil
+}
+
 // sweepEvery frees the rooms without members whose history is empty.
 func (m *memBroker) sweepEvery(period time.Duration) {
 	defer m.wg.Done()

@@ -308,17 +308,29 @@ func (b *redisBroker) read(ctx context.Context, room string, after uint64, limit
 // (the offset), not two. ok is false when the room has no epoch yet: the
 // read script creates it.
 func (b *redisBroker) cachedPosition(ctx context.Context, sh *redisShard, room string) (Position, bool) {
-	res := sh.cmd.DoCache(ctx, sh.cmd.B().Hget().Key(b.key(room, "meta")).Field("epoch").Cache(), b.cfg.CacheTTL)
-	epoch, err := res.ToString()
-	if err != nil {
+	epoch, err := b.epoch(ctx, room)
+	if err != nil || epoch == "" {
 		return Position{}, false
 	}
-	sh.m.cache(res.IsCacheHit())
 	off, err := sh.cmd.Do(ctx, sh.cmd.B().Get().Key(b.key(room, "off")).Build()).AsUint64()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return Position{}, false
 	}
 	return Position{Epoch: epoch, Offset: off}, true
+}
+
+func (b *redisBroker) epoch(ctx context.Context, room string) (string, error) {
+	sh := b.shardOf(room)
+	res := sh.cmd.DoCache(ctx, sh.cmd.B().Hget().Key(b.key(room, "meta")).Field("epoch").Cache(), b.cfg.CacheTTL)
+	epoch, err := res.ToString()
+	if rueidis.IsRedisNil(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot read the room's epoch: %w", err)
+	}
+	sh.m.cache(res.IsCacheHit())
+	return epoch, nil
 }
 
 func (b *redisBroker) subscribe(ctx context.Context, room string) error {

@@ -303,3 +303,26 @@ func TestRedisOneSubscriptionPerRoom(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// After the history is lost (FLUSHALL), a join with a position of the old
+// epoch is not recovered, even on a node whose live stream has not yet
+// shown the loss.
+func TestRedisLostHistoryIsNotRecovered(t *testing.T) {
+	skipShort(t)
+	srv := redistest.Start(t)
+	pub, sub, rec := twoNodes(t, srv.URL())
+	epoch := attach(t, sub, "r", nil).Latest.Epoch
+	publishN(t, pub, "r", 3)
+	rec.wantOffsets(t, "r", 3)
+	for i := range 20 {
+		srv.MustDo("FLUSHALL")
+		publishN(t, pub, "r", 1)
+		h := attach(t, sub, "r", &Position{Epoch: epoch, Offset: 3})
+		sub.Detach("r")
+		if h.Recovered || h.Latest.Epoch == epoch {
+			t.Fatalf("round %d: after FLUSHALL a join at the old epoch got %+v", i, h)
+		}
+		epoch = h.Latest.Epoch
+		publishN(t, pub, "r", 2)
+	}
+}

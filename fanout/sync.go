@@ -19,6 +19,9 @@ type broker interface {
 	// limit of its retained messages after offset after (limit 0: the
 	// position only). It creates the room's epoch when it has none.
 	read(ctx context.Context, room string, after uint64, limit int) ([]Message, Position, error)
+	// epoch is the room's epoch as stored, from a cache where there is
+	// one; "" when the room has none.
+	epoch(ctx context.Context, room string) (string, error)
 	// subscribe returns once the node receives the room's live messages
 	// (syncBus.live); unsubscribe stops them.
 	subscribe(ctx context.Context, room string) error
@@ -167,6 +170,25 @@ func (s *syncBus) Attach(ctx context.Context, room string, since *Position, fn f
 		s.Detach(room)
 		return err
 	}
+	if since != nil {
+		// A position is only as good as the node's view of the room: when
+		// the room's history was lost (FLUSHALL, expiry) and the node's
+		// live stream has not shown it yet, the stored epoch tells.
+		stored, err := s.epoch(ctx, room)
+		if err == nil && stored != s.epochOf(r) {
+			var top Position
+			if _, top, err = s.read(ctx, room, 0, 0); err == nil {
+				r.mu.Lock()
+				fn(History{Latest: top})
+				r.mu.Unlock()
+				return nil
+			}
+		}
+		if err != nil {
+			s.Detach(room)
+			return err
+		}
+	}
 	r.mu.Lock()
 	if since == nil || since.Epoch != r.epoch || since.Offset >= r.last {
 		// Nothing to read: no position, another epoch's, or up to date.
@@ -196,6 +218,12 @@ func (s *syncBus) Attach(ctx context.Context, room string, since *Position, fn f
 	fn(s.merge(r, *since, hist, top, j.msgs))
 	r.mu.Unlock()
 	return nil
+}
+
+func (s *syncBus) epochOf(r *syncRoom) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch
 }
 
 // merge is what a joining member at since missed: every message after

@@ -228,6 +228,16 @@ func TestFleetRedisFailover(t *testing.T) {
 	}
 	srv.Restart()
 	restarted := time.Now()
+	resubscribed := make(chan time.Duration, 1)
+	go func() { // how long the member's node takes to resubscribe (reported, not asserted)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if v, _ := metricValue(metrics(t, nodes[1]), `edgehub_redis_resubscribes_total{shard="0"}`); v > 0 {
+				resubscribed <- time.Since(restarted)
+				return
+			}
+		}
+		resubscribed <- -1
+	}()
 	send(2 * time.Second)
 	pub.send(t, `{"type":"ping","id":"last"}`)
 	time.Sleep(500 * time.Millisecond)
@@ -260,8 +270,12 @@ func TestFleetRedisFailover(t *testing.T) {
 			t.Fatalf("acked offset %d never reached the member", a)
 		}
 	}
-	t.Logf("FLEETFAILOVER acked=%d refused=%d delivered=%d (member caught up %v after the restart)",
-		len(acked), unavailable, len(got), time.Since(restarted).Round(time.Millisecond))
+	rs := <-resubscribed
+	if rs < 0 {
+		t.Fatal("the member's node never counted a resubscribe after Redis came back")
+	}
+	t.Logf("FLEETFAILOVER acked=%d refused=%d delivered=%d, member's node resubscribed %v after the restart",
+		len(acked), unavailable, len(got), rs.Round(time.Millisecond))
 }
 
 // POST /api/revoke on one node closes the token's connections on another
