@@ -44,6 +44,10 @@ const (
 	// fillTimeout bounds one history read of a fill; a failed read is
 	// retried with backoff for as long as the room has members.
 	fillTimeout = 5 * time.Second
+	// maxFills bounds the history reads of gap fills running at once: a
+	// shard that comes back after an outage resyncs every room it holds,
+	// and Redis should see a queue of reads, not 100,000 at once.
+	maxFills = 64
 	// recoveryOverhead is what a replayed message costs in a connection's
 	// queue beyond its data, room and sender (frame header, JSON keys).
 	recoveryOverhead = 64
@@ -80,6 +84,7 @@ type syncBus struct {
 
 	ctx      context.Context // cancelled by Close: stops fills
 	stop     context.CancelFunc
+	fills    chan struct{} // a slot per running fill read (maxFills)
 	wg       sync.WaitGroup
 	gapFills atomic.Uint64 // messages delivered by gap fills
 	lost     atomic.Uint64 // offsets skipped because the history no longer had them
@@ -119,7 +124,8 @@ func newSyncBus(b broker, recv Receiver, historySize int, lim syncLimits) *syncB
 	if lim.RecoveryMax <= 0 {
 		lim.RecoveryMax = historySize
 	}
-	s := &syncBus{broker: b, recv: recv, recoveryMax: lim.RecoveryMax, recoveryBytes: lim.RecoveryBytes, seed: maphash.MakeSeed()}
+	s := &syncBus{broker: b, recv: recv, recoveryMax: lim.RecoveryMax, recoveryBytes: lim.RecoveryBytes,
+		seed: maphash.MakeSeed(), fills: make(chan struct{}, maxFills)}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	for i := range s.shards {
 		s.shards[i].rooms = make(map[string]*syncRoom)
@@ -430,9 +436,15 @@ func (s *syncBus) fill(r *syncRoom) {
 		if gone || s.ctx.Err() != nil {
 			return // released or closed: the state was reset
 		}
+		select {
+		case s.fills <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
 		ctx, cancel := context.WithTimeout(s.ctx, fillTimeout)
 		msgs, top, err := s.read(ctx, r.name, after, fillBatch)
 		cancel()
+		<-s.fills
 		if err != nil {
 			select {
 			case <-s.ctx.Done():
