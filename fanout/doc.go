@@ -46,6 +46,16 @@
 // goroutines by room, and a full processor drops and refills from the
 // history instead of blocking rueidis' read loop.
 //
+// Cost per subscribed room: rueidis' Receive blocks for the life of a
+// subscription, so each room a node is subscribed to holds one goroutine
+// (measured: ~8.4 KB per room, 4 KiB of stack and ~4.3 KB of heap, at
+// 5,000 rooms). It scales with the rooms a node has members in, not with
+// connections: 100 rooms cost under 1 MB, 100,000 distinct rooms on one
+// node ~840 MB. A node expected to hold that many rooms would want one
+// dedicated pub/sub connection per shard (rueidis' Dedicate and
+// SetPubSubHooks, resubscribing its rooms itself on a reconnect); the
+// room sync layer would stay as it is.
+//
 // # Goroutines and blocking
 //
 // Publish, Attach and the Fleet methods may wait on Redis (bound them with
