@@ -116,8 +116,11 @@ func fleetUp(t *testing.T, args ...string) *lbFleet {
 		}
 	})
 	// A port base whose ports are free; up refuses a taken one, so retry.
+	// Bases stay below Linux's default ephemeral range (32768-60999), where
+	// other tests' outgoing connections could take a port between the
+	// check and the bind.
 	for attempt := 0; ; attempt++ {
-		base := 30000 + rand.IntN(300)*100
+		base := 20000 + rand.IntN(120)*100
 		env = append(env, "EDGEHUB_FLEET_PORT="+strconv.Itoa(base))
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		out, err := run(ctx, append([]string{"up"}, args...)...)
