@@ -41,16 +41,28 @@ func (s *sink) OnFailed(job *Job, reason string) {
 // the wait and asserts no duration.
 func (s *sink) waitEnd(t *testing.T, id string) {
 	t.Helper()
+	s.waitFor(t, id, func() bool { return s.ended[id] })
+}
+
+// waitChunks waits until the job has produced n chunks (it is running).
+func (s *sink) waitChunks(t *testing.T, id string, n int) {
+	t.Helper()
+	s.waitFor(t, id, func() bool { return len(s.chunks[id]) >= n })
+}
+
+// waitFor polls cond, called with s.mu held, until it holds.
+func (s *sink) waitFor(t *testing.T, id string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
-		ended := s.ended[id]
+		ok := cond()
 		s.mu.Unlock()
-		if ended {
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("job %s did not end", id)
+			t.Fatalf("job %s: timed out waiting", id)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -146,11 +158,14 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("cancel a waiting job: %v", err)
 	}
 	s.waitEnd(t, waiting.ID)
-	time.Sleep(80 * time.Millisecond) // let the running job produce a chunk or two
+	s.waitChunks(t, running.ID, 2) // it runs: cancel it mid-answer, not before it started
 	if _, err := q.Cancel(context.Background(), running.ID); err != nil {
 		t.Fatalf("cancel a running job: %v", err)
 	}
 	s.waitEnd(t, running.ID)
+	if n := len(s.chunks[running.ID]); n >= 16 {
+		t.Fatalf("the running job gave all %d chunks: it was not cancelled mid-answer", n)
+	}
 	if s.failed[waiting.ID] != ReasonCancelled || s.failed[running.ID] != ReasonCancelled || len(s.chunks[waiting.ID]) != 0 {
 		t.Fatalf("failed = %v, waiting chunks = %d", s.failed, len(s.chunks[waiting.ID]))
 	}
