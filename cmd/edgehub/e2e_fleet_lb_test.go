@@ -115,12 +115,13 @@ func fleetUp(t *testing.T, args ...string) *lbFleet {
 			}
 		}
 	})
-	// A port base whose ports are free; up refuses a taken one, so retry.
-	// Bases stay below Linux's default ephemeral range (32768-60999), where
-	// other tests' outgoing connections could take a port between the
-	// check and the bind.
+	// scripts/fleet takes 100 ports from a base. up refuses a port that is
+	// taken, before or while it starts (a free port can be taken between
+	// its check and the bind by another test's outgoing connection or
+	// listener), so retry with another base.
+	bases := fleetBases(t)
 	for attempt := 0; ; attempt++ {
-		base := 20000 + rand.IntN(120)*100
+		base := bases[rand.IntN(len(bases))]
 		env = append(env, "EDGEHUB_FLEET_PORT="+strconv.Itoa(base))
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		out, err := run(ctx, append([]string{"up"}, args...)...)
@@ -129,7 +130,7 @@ func fleetUp(t *testing.T, args ...string) *lbFleet {
 		if err == nil {
 			break
 		}
-		if attempt == 3 || !bytes.Contains(out, []byte("is taken")) {
+		if attempt == 7 || !bytes.Contains(out, []byte("is taken")) {
 			t.Fatalf("scripts/fleet up: %v", err)
 		}
 	}
@@ -159,6 +160,36 @@ func fleetUp(t *testing.T, args ...string) *lbFleet {
 	out, _ := run(context.Background(), "status")
 	t.Logf("scripts/fleet status:\n%s", out)
 	return f
+}
+
+// fleetBases are port bases for scripts/fleet outside the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range), where no outgoing
+// connection takes a port (10000-32600 and 61000-65400 with Linux's
+// default 32768-60999; 65100-65400 with 1024-65000). Where the range
+// leaves no room, bases across 20000-31900, and up's retry covers a
+// collision.
+func fleetBases(t *testing.T) []int {
+	t.Helper()
+	var lo, hi int
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		_, err = fmt.Sscan(string(b), &lo, &hi)
+	}
+	if err != nil {
+		t.Fatalf("ip_local_port_range: %v", err)
+	}
+	var bases []int
+	for base := 10000; base+99 <= 65535; base += 100 {
+		if base+99 < lo || base > hi {
+			bases = append(bases, base)
+		}
+	}
+	if len(bases) == 0 {
+		for base := 20000; base <= 31900; base += 100 {
+			bases = append(bases, base)
+		}
+	}
+	return bases
 }
 
 // k6 runs a script from bench/k6 against the balancer's wss:// URL; the
