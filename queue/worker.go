@@ -392,6 +392,7 @@ func (w *Worker) attempt(ctx context.Context, job *Job, entry string) error {
 		if now, err := c.Do(ctx, c.B().Hget().Key(w.k.job(job.ID)).Field("node").Build()).ToString(); err == nil {
 			node = now
 		}
+		w.freeUserSlot(ctx, job)
 		w.notify(ctx, job, node, ReasonCancelled)
 		return nil
 	case errors.Is(cause, errAskerGone):
@@ -429,6 +430,9 @@ func (w *Worker) store(ctx context.Context, rj *runningJob, batch []Chunk) error
 		return errEnded
 	}
 	w.m.chunks.Add(len(batch))
+	if batch[len(batch)-1].Done {
+		w.freeUserSlot(ctx, job)
+	}
 	node := st[1]
 	if node != "" {
 		w.attached(rj)
@@ -458,6 +462,7 @@ func (w *Worker) end(ctx context.Context, job *Job, state, reason string) error 
 	case stateStale:
 		return errStale
 	case "":
+		w.freeUserSlot(ctx, job)
 		if state != stateCancelled || reason != errAskerGone.Error() {
 			w.notify(ctx, job, st[1], reason)
 		}
@@ -499,12 +504,24 @@ func (w *Worker) deadLetter(ctx context.Context, job *Job, entry string, cause e
 }
 
 // ack ends a job in the queue: its entry leaves the group's pending list
-// and it no longer counts against its user's cap.
+// and, whichever way it ended, it no longer counts against its user's cap.
+// It runs after the asker was told the end (at least once: a worker lost
+// in between leaves the entry to be reclaimed); freeUserSlot freed the
+// slot before the telling.
 func (w *Worker) ack(ctx context.Context, job *Job, entry string) {
 	c := w.cfg.Client
-	c.DoMulti(ctx,
-		c.B().Xack().Key(w.k.jobs(job.Queue)).Group(Group).Id(entry).Build(),
-		c.B().Zrem().Key(w.k.user(job.Owner)).Member(job.ID).Build())
+	c.DoMulti(ctx, c.B().Xack().Key(w.k.jobs(job.Queue)).Group(Group).Id(entry).Build(), w.freeUserSlotCmd(job))
+}
+
+// freeUserSlot frees the job's place in its user's cap before the asker can
+// see its done or ai-error, so that a client asking again at once is not
+// refused for a job that is over.
+func (w *Worker) freeUserSlot(ctx context.Context, job *Job) {
+	w.cfg.Client.Do(ctx, w.freeUserSlotCmd(job))
+}
+
+func (w *Worker) freeUserSlotCmd(job *Job) rueidis.Completed {
+	return w.cfg.Client.B().Zrem().Key(w.k.user(job.Owner)).Member(job.ID).Build()
 }
 
 // refresh keeps the pending entries of running jobs from looking idle.
