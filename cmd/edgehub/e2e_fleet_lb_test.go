@@ -29,35 +29,49 @@ import (
 	"github.com/edgehub/edgehub/cmd/edgehub/edgehubtest"
 )
 
-// TestFleetBehindLoadBalancer runs scripts/fleet: Redis, 3 nodes and 2
-// workers behind haproxy terminating wss://. The k6 chat and AI scripts
-// pass their thresholds through the balancer; then one node gets SIGTERM
-// while clients are on it: they get `drain`, reconnect through the
-// balancer to the other nodes and recover every message published
-// meanwhile. `scripts/fleet down` stops everything, which is checked by
-// pid.
+// TestFleetBehindLoadBalancer runs scripts/fleet: Redis, 3 nodes and
+// workers behind haproxy, then behind nginx, each terminating wss://. The
+// k6 chat and AI scripts pass their thresholds through the balancer; then
+// one node gets SIGTERM while clients are on it: they get `drain`,
+// reconnect through the balancer to the other nodes and recover every
+// message published meanwhile. `scripts/fleet down` stops everything,
+// which is checked by pid.
 func TestFleetBehindLoadBalancer(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipped in -short mode: a fleet of processes behind haproxy")
+		t.Skip("skipped in -short mode: a fleet of processes behind haproxy and nginx")
 	}
-	for _, c := range []string{"haproxy", "redis-server", "openssl", "curl"} {
+	for _, c := range []string{"haproxy", "nginx", "redis-server", "openssl", "curl"} {
 		if _, err := exec.LookPath(c); err != nil {
 			if _, err := os.Stat("/usr/sbin/" + c); err != nil {
 				t.Fatalf("%s is not installed: run scripts/install-test-deps.sh", c)
 			}
 		}
 	}
-	f := fleetUp(t, "-nodes", "3", "-workers", "2", "-lb", "haproxy")
-
-	t.Run("k6 through the balancer", func(t *testing.T) {
+	k6 := func(t *testing.T, f *lbFleet, runs ...[]string) {
 		k6, err := exec.LookPath("k6")
 		if err != nil {
 			t.Skip("k6 is not on PATH: install it with scripts/install-k6.sh")
 		}
-		f.k6(t, k6, "chat.js", "VUS=10", "DURATION=4s")
-		f.k6(t, k6, "ai.js", "VUS=20", "RAMP=2s", "HOLD=3s")
+		for _, r := range runs {
+			f.k6(t, k6, r[0], r[1:]...)
+		}
+	}
+	t.Run("haproxy", func(t *testing.T) {
+		f := fleetUp(t, "-nodes", "3", "-workers", "2", "-lb", "haproxy")
+		t.Run("k6 through the balancer", func(t *testing.T) {
+			k6(t, f, []string{"chat.js", "VUS=10", "DURATION=4s"}, []string{"ai.js", "VUS=20", "RAMP=2s", "HOLD=3s"})
+		})
+		t.Run("drain one node", f.drainOne)
 	})
-	t.Run("drain one node", f.drainOne)
+	// nginx (open source) has no active health checks: the drained
+	// clients' upgrades meet the draining node's 503 and go on to another.
+	t.Run("nginx", func(t *testing.T) {
+		f := fleetUp(t, "-nodes", "3", "-workers", "1", "-lb", "nginx")
+		t.Run("k6 through the balancer", func(t *testing.T) {
+			k6(t, f, []string{"ai.js", "VUS=10", "RAMP=1s", "HOLD=2s"})
+		})
+		t.Run("drain one node", f.drainOne)
+	})
 }
 
 // lbFleet is a fleet started by scripts/fleet in a temporary directory.
@@ -240,7 +254,8 @@ func (f *lbFleet) drainOne(t *testing.T) {
 	}
 	// Publish through the internal API of a node that stays.
 	var api string
-	for i := 1; i <= 3; i++ {
+	nodes, _ := strconv.Atoi(f.env["NODES"])
+	for i := 1; i <= nodes && api == ""; i++ {
 		if fmt.Sprintf("fleet-node%d", i) != victim {
 			api = f.env[fmt.Sprintf("NODE%d_INTERNAL", i)]
 		}
