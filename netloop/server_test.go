@@ -95,14 +95,15 @@ func startServer(t testing.TB, cfg Config, h Handler) (*Server, string) {
 }
 
 // liveServers are shut down when every test is done, not at each test's
-// end. A server shut down while others keep starting in the same process
-// can leave a later server's listener unpolled: measured, under CPU load
-// about one test in 300 then waited forever for an accept (its connection
-// sat in the listen queue), and none in 2,000 with shutdowns deferred. The
-// cause is in netpoll's teardown racing a descriptor reused by the next
-// server; a node runs one server for the life of its process, so only
-// tests start servers after another's shutdown. TestShutdown still shuts
-// its own server down.
+// end. Under -race, netpoll finds the operator of an epoll event by the
+// event's fd number (poll_default_linux_race.go; a normal build carries
+// the operator's pointer): a hang-up already queued for a connection that
+// a shutdown just closed is then handed to the next server's listener if
+// that listener got the same fd number, and netpoll unregisters it.
+// Measured under CPU load with a shutdown per test: 4 of 2,000 runs of
+// TestHTTPErrors hung with -race, 0 of 20,000 without. A node runs one
+// server for the life of its process; only tests start servers after
+// another's shutdown. TestShutdown still shuts its own server down.
 var liveServers struct {
 	sync.Mutex
 	s []*Server
@@ -309,12 +310,8 @@ func TestHTTPErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Write([]byte(tc.req))
-		start := time.Now()
-		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if d := time.Since(start); d > 2*time.Second {
-			fmt.Printf("SLOW %s: %v\n", tc.name, d)
-		}
 		if err != nil || resp.StatusCode != tc.status {
 			t.Fatalf("%s: %v %v, want %d", tc.name, resp, err, tc.status)
 		}
