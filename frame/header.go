@@ -128,5 +128,5 @@ func (p *Parser) maxMessage() int {
 	if p.MaxMessage <= 0 {
 		return DefaultMaxMessage
 	}
-	return p.MaxMessage
+	return int(p.MaxMessage)
 }

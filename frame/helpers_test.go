@@ -87,7 +87,7 @@ func (discard) OnFrame(ws.OpCode, []byte) error { return nil }
 func feedChunks(t testing.TB, stream []byte, max int, sizes ...int) ([]event, error) {
 	t.Helper()
 	data := bytes.Clone(stream)
-	p := Parser{MaxMessage: max}
+	p := Parser{MaxMessage: int32(max)}
 	defer p.Release()
 	var r recorder
 	for i := 0; len(data) > 0; i++ {

@@ -35,13 +35,14 @@ type Parser struct {
 	// MaxMessage is the limit on a data message's payload, summed over its
 	// fragments. Zero (or less) means DefaultMaxMessage. A frame that would
 	// take a message over it fails with ErrTooLarge as soon as its length
-	// is read.
-	MaxMessage int
+	// is read. (An int32, as are the small fields below, so that they pack
+	// with hdr: a Parser is part of every connection.)
+	MaxMessage int32
 
 	// hdr holds the start of a header that the last Feed ended in, nhdr
-	// bytes of it. (Fields are ordered so that the small ones pack next to
-	// hdr: a Parser is part of every connection.)
-	hdr [ws.MaxHeaderSize]byte
+	// bytes of it.
+	hdr  [ws.MaxHeaderSize]byte
+	nhdr uint8
 
 	// inFrame: the payload of frame is being received; got is how many
 	// payload bytes arrived so far.
@@ -51,7 +52,6 @@ type Parser struct {
 	// complete; zero (ws.OpContinuation) when no message is in progress.
 	op ws.OpCode
 
-	nhdr  int
 	frame ws.Header
 	got   int
 
@@ -129,7 +129,7 @@ func (p *Parser) Feed(data []byte, h Handler) error {
 // Buffered reports how many bytes the Parser holds: the partial frame and the
 // fragmented message in progress.
 func (p *Parser) Buffered() int {
-	n := p.nhdr
+	n := int(p.nhdr)
 	if p.stash != nil {
 		n += p.stash.Len()
 	}
@@ -158,11 +158,11 @@ func (p *Parser) nextHeader(data []byte) (h ws.Header, n int, ok bool, err error
 			return h, n, err == nil, err
 		}
 		// A header is at most 14 bytes, so this is all of data.
-		p.nhdr = copy(p.hdr[:], data)
-		return h, p.nhdr, false, nil
+		p.nhdr = uint8(copy(p.hdr[:], data))
+		return h, int(p.nhdr), false, nil
 	}
 
-	had := p.nhdr
+	had := int(p.nhdr)
 	k := copy(p.hdr[had:], data)
 	h, n, err = p.readHeader(p.hdr[:had+k])
 	if err != nil {
@@ -171,7 +171,7 @@ func (p *Parser) nextHeader(data []byte) (h ws.Header, n int, ok bool, err error
 	if n == 0 {
 		// Still short, which means that data had fewer than the
 		// 14-had bytes copied.
-		p.nhdr += k
+		p.nhdr += uint8(k)
 		return h, k, false, nil
 	}
 	p.nhdr = 0

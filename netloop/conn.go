@@ -1,11 +1,11 @@
 package netloop
 
 import (
-	"context"
 	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cloudwego/netpoll"
 	"github.com/gobwas/ws"
@@ -21,11 +21,10 @@ const (
 	stateClosing               // our close frame is queued or sent; reading only for the peer's close
 )
 
-// Conn is one accepted connection. It embeds a context.Context so that it
-// can be the context netpoll hands to onRequest without a wrapper
-// allocation per connection.
+// Conn is one accepted connection. It is a context.Context (one that is
+// never done) so that it can be the context netpoll hands to onRequest
+// without a wrapper allocation per connection.
 type Conn struct {
-	context.Context
 	srv     *Server
 	nc      netpoll.Connection
 	session any
@@ -34,20 +33,22 @@ type Conn struct {
 	// Fields are grouped by who touches them and packed: an idle
 	// connection's memory is mostly this struct and netpoll's.
 
-	lastRead     atomic.Int64 // server clock of the last bytes received
-	requestStart atomic.Int64 // server clock when the current HTTP request began (accept, then after each keep-alive answer)
-	state        atomic.Uint32
-	fd           int32
-	wheelSlot    int32 // the timer wheel's, under wheel.mu: slot index + 1, or notInWheel, leftWheel
-	wheelIdx     int32 // the timer wheel's, under wheel.mu: index in the slot
-	inflight     int32 // under mu: bytes of queued handed to the writev under way
-	queued       int32 // under mu: bytes in out not yet written (at most MaxQueue, 1 GiB, plus a close frame)
-	lastPing     int64 // the timer wheel's
+	lastRead atomic.Int64 // server clock of the last bytes received
+	// since is, on the server clock, when the current HTTP request began
+	// (accept, then after each keep-alive answer), and once upgraded, when
+	// the WebSocket opened.
+	since     atomic.Int64
+	state     atomic.Uint32
+	fd        int32
+	wheelSlot int32 // the timer wheel's, under wheel.mu: slot index + 1, or notInWheel, leftWheel
+	wheelIdx  int32 // the timer wheel's, under wheel.mu: index in the slot
+	inflight  int32 // under mu: bytes of queued handed to the writev under way
+	queued    int32 // under mu: bytes in out not yet written (at most MaxQueue, 1 GiB, plus a close frame)
+	lastPing  int64 // the timer wheel's
 
 	// Read side: touched only by onRequest, which netpoll serialises.
-	openedAt int64                      // server clock of the upgrade; 0 until then
-	request  *bytebufferpool.ByteBuffer // an HTTP request not yet complete
-	parser   frame.Parser
+	request *bytebufferpool.ByteBuffer // an HTTP request not yet complete
+	parser  frame.Parser
 
 	// Write side; see outbound.go. wmu is held across a writev and while
 	// the fd is closed, so no write ever reaches a reused descriptor.
@@ -60,6 +61,7 @@ type Conn struct {
 	closing         bool
 	closeAfterFlush bool
 	peerClosed      bool     // the peer's close frame or FIN arrived: close fully after our last write
+	opened          bool     // read side (onRequest, then onClosed): upgraded, so OnOpen ran and OnClose will
 	out             [][]byte // queued frames; out[first][offset:] is next on the wire
 	first, offset   int
 	stalledAt       int64
@@ -67,16 +69,27 @@ type Conn struct {
 }
 
 func newConn(s *Server, nc netpoll.Connection) *Conn {
-	c := &Conn{Context: context.Background(), srv: s, nc: nc, id: s.conns.nextID.Add(1)}
+	c := &Conn{srv: s, nc: nc, id: s.conns.nextID.Add(1)}
 	if f, ok := nc.(interface{ Fd() int }); ok {
 		c.fd = int32(f.Fd())
 	}
 	now := s.now()
 	c.lastRead.Store(now)
-	c.requestStart.Store(now)
-	c.parser.MaxMessage = s.cfg.MaxMessage
+	c.since.Store(now)
+	c.parser.MaxMessage = int32(s.cfg.MaxMessage)
 	return c
 }
+
+// Deadline, Done, Err and Value make a Conn a context.Context that is
+// never done and holds no values.
+func (c *Conn) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *Conn) Done() <-chan struct{}       { return nil }
+func (c *Conn) Err() error                  { return nil }
+func (c *Conn) Value(any) any               { return nil }
+
+// ID is the connection's number, unique among its server's connections
+// for the life of the server (they are counted from 1).
+func (c *Conn) ID() uint64 { return c.id }
 
 // Session is what Handler.Authorize returned for this connection.
 func (c *Conn) Session() any { return c.session }
@@ -198,9 +211,9 @@ func (c *Conn) onClosed(netpoll.Connection) error {
 	}
 	c.parser.Release()
 	c.state.Store(stateClosing)
-	if c.openedAt != 0 {
+	if c.opened {
 		s.conns.open.Add(-1)
-		s.metrics.connectionDuration.Update(float64(s.now()-c.openedAt) / 1e9)
+		s.metrics.connectionDuration.Update(float64(s.now()-c.since.Load()) / 1e9)
 		s.handler.OnClose(c)
 	}
 	return nil

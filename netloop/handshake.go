@@ -154,16 +154,18 @@ func (c *Conn) upgrade(head, rest []byte) {
 		c.closeAfter(resp.Bytes())
 		return
 	}
-	now := max(s.now(), 1) // openedAt 0 means "not opened"
+	now := s.now()
 	// The first ping comes up to half a heartbeat early, at random:
 	// connections opened together (a mass reconnect after a deploy, a load
 	// test) would otherwise be pinged, and answer, all in the same instant,
 	// every heartbeat.
-	c.openedAt, c.lastPing = now, now-rand.Int64N(int64(s.cfg.Heartbeat)/2+1)
+	c.lastPing = now - rand.Int64N(int64(s.cfg.Heartbeat)/2+1)
+	s.metrics.handshakeDuration.Update(float64(now-c.since.Load()) / 1e9)
+	c.opened = true
+	c.since.Store(now)
 	c.state.Store(stateOpen)
 	s.conns.open.Add(1)
 	s.metrics.connectionsTotal.Inc()
-	s.metrics.handshakeDuration.Update(float64(now-c.requestStart.Load()) / 1e9)
 	c.Send(resp.Bytes())
 	s.wheel.schedule(c, c.lastPing+int64(s.cfg.Heartbeat))
 	s.handler.OnOpen(c)
@@ -204,7 +206,7 @@ func (c *Conn) serveHTTP(head, after []byte) (used int, complete bool) {
 	raw := w.encode(req, keepAlive)
 	if keepAlive {
 		c.Send(raw)
-		c.requestStart.Store(c.srv.now())
+		c.since.Store(c.srv.now())
 	} else {
 		c.closeAfter(raw)
 	}

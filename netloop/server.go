@@ -104,6 +104,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = frame.DefaultMaxMessage
 	}
+	// A connection's parser counts it in an int32.
+	c.MaxMessage = min(c.MaxMessage, 1<<30)
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = DefaultMaxQueue
 	}
@@ -287,7 +289,7 @@ func (s *Server) onPrepare(nc netpoll.Connection) context.Context {
 	_ = setSendBuffer(int(c.fd), s.cfg.SendBuffer)
 	_ = nc.AddCloseCallback(c.onClosed)
 	s.conns.add(c)
-	s.wheel.schedule(c, c.requestStart.Load()+int64(s.cfg.HandshakeTimeout))
+	s.wheel.schedule(c, c.since.Load()+int64(s.cfg.HandshakeTimeout))
 	s.metrics.socketsTotal.Inc()
 	return c
 }

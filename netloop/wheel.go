@@ -186,7 +186,7 @@ func (c *Conn) onTick(now int64) (at int64, keep bool) {
 		// Before the upgrade (or between keep-alive requests) the only
 		// deadline is a complete request within the handshake timeout,
 		// however slowly its bytes trickle in.
-		deadline := c.requestStart.Load() + int64(cfg.HandshakeTimeout)
+		deadline := c.since.Load() + int64(cfg.HandshakeTimeout)
 		if now >= deadline {
 			c.nc.Close()
 			return 0, false

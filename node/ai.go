@@ -409,8 +409,9 @@ func (a *aiRelay) OnFailed(job *queue.Job, reason string) {
 
 // connRef names the asker's connection in the job (for operators) without
 // giving away its secret id: a hash of it.
-func connRef(s *session) string {
-	sum := sha256.Sum256(s.connID[:])
+func (n *Node) connRef(s *session) string {
+	id := n.connSecret(s.conn)
+	sum := sha256.Sum256(id[:])
 	return hex.EncodeToString(sum[:8])
 }
 

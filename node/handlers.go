@@ -215,7 +215,7 @@ func (n *Node) aiQuery(ctx context.Context, s *session, r *request) {
 			return
 		}
 	}
-	job := &queue.Job{ID: queue.NewID(), Owner: s.user, Message: message, Model: model, Room: room, Conn: connRef(s)}
+	job := &queue.Job{ID: queue.NewID(), Owner: s.user, Message: message, Model: model, Room: room, Conn: n.connRef(s)}
 	err := n.relay.start(s, job, func() error {
 		return n.ai.Enqueue(ctx, job, func(t queue.Ticket) {
 			n.metrics.aiJob(job.Queue, "queued")

@@ -2,6 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/hmac"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -36,6 +40,7 @@ type Node struct {
 
 	started  time.Time
 	draining atomic.Bool
+	connKey  [32]byte      // random per process: derives the connections' secret ids
 	internal *internalHTTP // -internal-listen; nil without (internal.go)
 }
 
@@ -43,6 +48,7 @@ type Node struct {
 func New(cfg Config, log *slog.Logger) (*Node, error) {
 	cfg = cfg.withDefaults()
 	n := &Node{cfg: cfg, log: log, hub: fanout.NewHub(), started: time.Now()}
+	_, _ = crand.Read(n.connKey[:])
 	if cfg.authEnabled() {
 		n.verify = newVerifier(cfg.Secret, cfg.AllowNoExp)
 	}
@@ -208,9 +214,23 @@ func (n *Node) OnOpen(c *netloop.Conn) {
 	s := c.Session().(*session)
 	s.conn = c
 	s.send(encode(func(e *encoder) {
-		e.begin("welcome").str("conn", hex.EncodeToString(s.connID[:])).str("node", n.cfg.NodeID).
+		id := n.connSecret(c)
+		e.begin("welcome").str("conn", hex.EncodeToString(id[:])).str("node", n.cfg.NodeID).
 			int("heartbeatMs", n.cfg.Heartbeat.Milliseconds()).str("user", s.user)
 	}))
+}
+
+// connSecret is a connection's unguessable id, the welcome's conn: an
+// HMAC of its number under the node's random key, so that a session does
+// not have to keep 16 random bytes for it.
+func (n *Node) connSecret(c *netloop.Conn) [16]byte {
+	var num [8]byte
+	binary.BigEndian.PutUint64(num[:], c.ID())
+	mac := hmac.New(sha256.New, n.connKey[:])
+	mac.Write(num[:])
+	var id [16]byte
+	copy(id[:], mac.Sum(nil))
+	return id
 }
 
 // OnText implements netloop.Handler.

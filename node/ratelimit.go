@@ -1,6 +1,7 @@
 package node
 
 import (
+	"math"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -34,6 +35,37 @@ type refusals struct {
 	start   time.Time // origin of the buckets: the first refusal
 	last    int64     // the second of the last refusal, since start
 	refused [refusalWindow / time.Second]uint32
+}
+
+// rateState is a connection's rate limit as its session holds it. A
+// bucket that starts with RateBurst tokens cannot be empty before the
+// connection has sent RateBurst messages, so until then only their count
+// and the first one's time are kept, and an idle connection (a join, a
+// few messages) never carries a bucket (112 bytes). The bucket is made at
+// the message after them, as if they had all come at the first one's time:
+// that leaves it at least as full as a bucket made at the upgrade would be
+// (never emptier: a client within the limit is not refused for the delay),
+// and fuller only by what such a bucket lost to being full between them.
+type rateState struct {
+	first   int64  // UnixNano of the first message
+	early   uint32 // messages before the bucket
+	limiter *limiter
+}
+
+// allow applies the limit to one message at now.
+func (r *rateState) allow(cfg *Config, now time.Time) (ok, abuse bool) {
+	if r.limiter == nil {
+		if r.early < uint32(min(cfg.RateBurst, math.MaxUint32)) {
+			if r.early == 0 {
+				r.first = now.UnixNano()
+			}
+			r.early++
+			return true, false
+		}
+		r.limiter = newLimiter(cfg)
+		r.limiter.bucket.AllowN(time.Unix(0, r.first), int(r.early))
+	}
+	return r.limiter.allow(now)
 }
 
 func newLimiter(cfg *Config) *limiter {

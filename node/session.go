@@ -10,16 +10,17 @@ import (
 	"github.com/edgehub/edgehub/netloop"
 )
 
-// session is the node's state of one WebSocket connection.
+// session is the node's state of one WebSocket connection. Its secret id
+// (the welcome's conn) is not kept here but derived from the connection's
+// number when needed (Node.connSecret).
 type session struct {
 	conn   *netloop.Conn
-	connID [16]byte // secret: the welcome's conn, never shown to others
-	user   string   // the token's sub, or anon:<public id> without auth
-	grants *grants  // shared by every anonymous connection
+	user   string  // the token's sub, or anon:<public id> without auth
+	grants *grants // shared by every anonymous connection
 
 	// Touched only while handling this connection's messages, which netloop
 	// serialises.
-	limiter *limiter // created on the first message: idle connections carry none
+	rate rateState
 
 	mu sync.Mutex // rooms and jobs are also read when the connection closes
 	// The rooms: nearly every connection is in one, which room holds with
@@ -32,11 +33,7 @@ type session struct {
 	jobs *[]string
 }
 
-func newSession() *session {
-	s := &session{}
-	_, _ = rand.Read(s.connID[:])
-	return s
-}
+func newSession() *session { return &session{} }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -48,11 +45,7 @@ func randomHex(n int) string {
 // abuse reports that the connection was refused more than RateBurst
 // messages within the last 10 s: it must be closed with 1008.
 func (s *session) allow(cfg *Config) (ok, abuse bool) {
-	now := time.Now()
-	if s.limiter == nil {
-		s.limiter = newLimiter(cfg)
-	}
-	return s.limiter.allow(now)
+	return s.rate.allow(cfg, time.Now())
 }
 
 func (s *session) inRoom(room string) bool {
