@@ -24,9 +24,10 @@ const (
 	// 9,000 sockets with 100 unread bytes each added 8,704 pages to
 	// /proc/net/sockstat's TCP mem), one for each direction.
 	BufferBytesPerConn = 2 * 4096
-	// NodeBytesPerConn is a node's RSS per idle connection in a room, from
-	// the idle run in bench/results (README: 2,859 B, slope 5,000-18,000).
-	NodeBytesPerConn = 2859
+	// NodeBytesPerConn is a node's RSS per idle connection in a room: the
+	// highest of the eight idle runs behind the README's figure (median
+	// 2,755 B, slope 5,000-18,000), as sizing should not count on the median.
+	NodeBytesPerConn = 2830
 )
 
 // Status is the outcome of one line of a Report.
