@@ -43,6 +43,19 @@ func tcpState(t testing.TB, conn net.Conn) uint8 {
 	return state
 }
 
+// stateAfterClose is conn's TCP state once the server closed its end:
+// OnClose runs just before netpoll closes the socket, so the FIN or reset
+// may still be on its way when waitClosed returns; the wait is bounded
+// and asserts no duration.
+func stateAfterClose(t testing.TB, conn net.Conn) uint8 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for tcpState(t, conn) == tcpEstablished && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return tcpState(t, conn)
+}
+
 // stalledDial is a client with a 4 KiB receive buffer that will not read.
 func stalledDial(t testing.TB, addr, name string) net.Conn {
 	t.Helper()
@@ -159,7 +172,7 @@ func TestWriteTimeout(t *testing.T) {
 	if got := s.metrics.slowConsumerCloses.Get(); got != 0 {
 		t.Errorf("slow consumer closes = %d, want 0 (MaxQueue was not reached)", got)
 	}
-	if st := tcpState(t, conn); st != tcpClose {
+	if st := stateAfterClose(t, conn); st != tcpClose {
 		t.Errorf("client TCP state %d after the write timeout, want %d (reset)", st, tcpClose)
 	}
 }
@@ -201,7 +214,7 @@ func TestCloseLinger(t *testing.T) {
 			t.Fatalf("%d sockets left", s.conns.len())
 		}
 		// The peer took every byte, so the close is a FIN, not a reset.
-		if st := tcpState(t, conn); st != tcpCloseWait {
+		if st := stateAfterClose(t, conn); st != tcpCloseWait {
 			t.Errorf("client TCP state %d, want %d (FIN received)", st, tcpCloseWait)
 		}
 	})
@@ -219,11 +232,7 @@ func TestLingerEndResetsUnsentBytes(t *testing.T) {
 	fill(c, 1<<20)
 	c.Close(StatusTryAgainLater, "bye")
 	waitClosed(t, h, c)
-	deadline := time.Now().Add(5 * time.Second)
-	for tcpState(t, conn) == tcpEstablished && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if st := tcpState(t, conn); st != tcpClose {
+	if st := stateAfterClose(t, conn); st != tcpClose {
 		t.Fatalf("client TCP state %d after the linger, want %d (reset)", st, tcpClose)
 	}
 }
