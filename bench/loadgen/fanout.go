@@ -32,10 +32,15 @@ func (s *session) runFanout(ctx context.Context) Summary {
 		sem:       make(chan struct{}, maxInFlight),
 		published: make([]atomic.Int64, s.cfg.Rooms),
 	}
+	// Deliveries count from the start, or from before waiting for it: a
+	// loader that only listens may get the first messages before it
+	// notices the start file.
+	received0 := s.received.Load()
 	if s.cfg.StartFile != "" {
 		s.awaitStart(ctx)
 	} else if s.cfg.ExpectPerRoom == 0 {
 		s.warmUp(ctx, pub, members)
+		received0 = s.received.Load() // the warm-up's messages are not measured
 	}
 	del := &DeliveryStats{}
 	sum.Delivery = del
@@ -50,18 +55,17 @@ func (s *session) runFanout(ctx context.Context) Summary {
 		return out
 	}
 	if s.cfg.ExpectPerRoom > 0 {
-		publish = s.listen(members)
+		publish = s.listen(members, received0)
 	}
-	sum.Server = s.measureDelivery(ctx, del, members, publish)
+	sum.Server = s.measureDelivery(ctx, del, members, received0, publish)
 	return sum
 }
 
 // listen is the publish phase of a listener: it waits up to Duration for
 // ExpectPerRoom messages in every room (another loader publishes them) and
 // returns that count per room as what was published.
-func (s *session) listen(members []int64) func(ctx context.Context) []int64 {
+func (s *session) listen(members []int64, received0 int64) func(ctx context.Context) []int64 {
 	return func(ctx context.Context) []int64 {
-		received0 := s.received.Load()
 		var want int64
 		out := make([]int64, len(members))
 		for r, n := range members {
@@ -113,14 +117,14 @@ func (s *session) connectAndJoin(ctx context.Context) Summary {
 
 // measureDelivery runs publish (which returns the successful publishes per
 // room), waits up to Drain for the deliveries still due, and fills del and
-// the server's cost over that window.
-func (s *session) measureDelivery(ctx context.Context, del *DeliveryStats, members []int64,
+// the server's cost over that window; deliveries count from the received
+// count received0.
+func (s *session) measureDelivery(ctx context.Context, del *DeliveryStats, members []int64, received0 int64,
 	publish func(ctx context.Context) []int64) *ServerStats {
 	before := s.probe.sample(ctx)
 	cpu := s.probe.cpu()
 	redis0, redisErr := s.redisCPU()
 	phase := s.measureLoader("publish")
-	received0 := s.received.Load()
 	t0 := time.Now()
 
 	published := publish(ctx)

@@ -17,7 +17,7 @@ func (s *session) runRooms(ctx context.Context) Summary {
 
 	del := &DeliveryStats{}
 	sum.Delivery = del
-	sum.Server = s.measureDelivery(ctx, del, members, func(ctx context.Context) []int64 {
+	sum.Server = s.measureDelivery(ctx, del, members, s.received.Load(), func(ctx context.Context) []int64 {
 		sent := make([]int64, s.cfg.Rooms)
 		// One scheduler writes for every connection: the total rate
 		// (Conns x Rate) is what the loader must sustain, whatever the
