@@ -97,8 +97,7 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) er
 		return ErrFull
 	}
 	now := time.Now()
-	ukey := q.k.user(job.Owner)
-	admitted, err := userScript.Exec(ctx, c, []string{ukey}, []string{
+	admitted, err := userScript.Exec(ctx, c, []string{q.k.user(job.Owner)}, []string{
 		strconv.FormatInt(now.UnixMilli(), 10), strconv.Itoa(q.cfg.MaxPerUser),
 		strconv.FormatInt(now.Add(q.cfg.Retain).UnixMilli(), 10), job.ID, strconv.FormatInt(q.cfg.Retain.Milliseconds(), 10),
 	}).AsInt64()
@@ -117,7 +116,7 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) er
 	res := c.DoMulti(ctx, set.Build(), c.B().Pexpire().Key(hkey).Milliseconds(q.cfg.Retain.Milliseconds()).Build())
 	for _, r := range res {
 		if err := r.Error(); err != nil {
-			c.Do(ctx, c.B().Zrem().Key(ukey).Member(job.ID).Build())
+			c.Do(ctx, q.k.freeUserSlot(c, job))
 			return err
 		}
 	}
@@ -132,7 +131,7 @@ func (q *Redis) Enqueue(ctx context.Context, job *Job, accepted func(Ticket)) er
 		add = add.FieldValue(fields[i], fields[i+1])
 	}
 	if err := c.Do(ctx, add.Build()).Error(); err != nil {
-		c.Do(ctx, c.B().Zrem().Key(ukey).Member(job.ID).Build())
+		c.Do(ctx, q.k.freeUserSlot(c, job))
 		return fmt.Errorf("%w: %v", ErrLost, err)
 	}
 	return nil

@@ -49,6 +49,11 @@ func (k keys) user(owner string) string {
 }
 func (k keys) ctl() string { return k.prefix + ":jobs:ctl" }
 
+// freeUserSlot is the command that takes job out of its user's cap.
+func (k keys) freeUserSlot(c rueidis.Client, job *Job) rueidis.Completed {
+	return c.B().Zrem().Key(k.user(job.Owner)).Member(job.ID).Build()
+}
+
 // throughputWindow is how far back the measured throughput of a queue
 // looks, for wait estimates.
 const throughputWindow = 30

@@ -510,18 +510,14 @@ func (w *Worker) deadLetter(ctx context.Context, job *Job, entry string, cause e
 // slot before the telling.
 func (w *Worker) ack(ctx context.Context, job *Job, entry string) {
 	c := w.cfg.Client
-	c.DoMulti(ctx, c.B().Xack().Key(w.k.jobs(job.Queue)).Group(Group).Id(entry).Build(), w.freeUserSlotCmd(job))
+	c.DoMulti(ctx, c.B().Xack().Key(w.k.jobs(job.Queue)).Group(Group).Id(entry).Build(), w.k.freeUserSlot(c, job))
 }
 
 // freeUserSlot frees the job's place in its user's cap before the asker can
 // see its done or ai-error, so that a client asking again at once is not
 // refused for a job that is over.
 func (w *Worker) freeUserSlot(ctx context.Context, job *Job) {
-	w.cfg.Client.Do(ctx, w.freeUserSlotCmd(job))
-}
-
-func (w *Worker) freeUserSlotCmd(job *Job) rueidis.Completed {
-	return w.cfg.Client.B().Zrem().Key(w.k.user(job.Owner)).Member(job.ID).Build()
+	w.cfg.Client.Do(ctx, w.k.freeUserSlot(w.cfg.Client, job))
 }
 
 // refresh keeps the pending entries of running jobs from looking idle.

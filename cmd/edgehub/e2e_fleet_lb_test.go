@@ -47,7 +47,7 @@ func TestFleetBehindLoadBalancer(t *testing.T) {
 			}
 		}
 	}
-	k6 := func(t *testing.T, f *lbFleet, runs ...[]string) {
+	runK6 := func(t *testing.T, f *lbFleet, runs ...[]string) {
 		k6, err := exec.LookPath("k6")
 		if err != nil {
 			t.Skip("k6 is not on PATH: install it with scripts/install-k6.sh")
@@ -59,7 +59,7 @@ func TestFleetBehindLoadBalancer(t *testing.T) {
 	t.Run("haproxy", func(t *testing.T) {
 		f := fleetUp(t, "-nodes", "3", "-workers", "2", "-lb", "haproxy")
 		t.Run("k6 through the balancer", func(t *testing.T) {
-			k6(t, f, []string{"chat.js", "VUS=10", "DURATION=4s"}, []string{"ai.js", "VUS=20", "RAMP=2s", "HOLD=3s"})
+			runK6(t, f, []string{"chat.js", "VUS=10", "DURATION=4s"}, []string{"ai.js", "VUS=20", "RAMP=2s", "HOLD=3s"})
 		})
 		t.Run("drain one node", f.drainOne)
 	})
@@ -68,7 +68,7 @@ func TestFleetBehindLoadBalancer(t *testing.T) {
 	t.Run("nginx", func(t *testing.T) {
 		f := fleetUp(t, "-nodes", "3", "-workers", "1", "-lb", "nginx")
 		t.Run("k6 through the balancer", func(t *testing.T) {
-			k6(t, f, []string{"ai.js", "VUS=10", "RAMP=1s", "HOLD=2s"})
+			runK6(t, f, []string{"ai.js", "VUS=10", "RAMP=1s", "HOLD=2s"})
 		})
 		t.Run("drain one node", f.drainOne)
 	})
